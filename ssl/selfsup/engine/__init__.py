@@ -1,0 +1,1 @@
+"""Training engine: trainer (accelerate), checkpoints, logging, optimizers, distributed helpers."""

@@ -1,0 +1,309 @@
+"""The trainer: one code path for one process and for ``accelerate launch`` (N processes).
+
+It builds the loader, the method, the optimizer and the schedule, runs the steps with optional
+gradient accumulation and autocast, logs to TensorBoard, checkpoints atomically, resumes exactly,
+and stops cleanly on a non-finite loss (keeping the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from ..config import Recipe, dump_recipe, to_dict
+from ..errors import CheckpointError, UserError
+from ..utils.io import atomic_write_text, write_metrics
+from .checkpoint import (
+    export_encoder,
+    load_model_state,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .dist import convert_sync_bn
+from .logging import RunLogger
+from .optim import WarmupCosine, build_optimizer, peak_lr
+
+
+def make_accelerator(recipe: Recipe):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cuda = torch.cuda.is_available()
+    precision = recipe.train.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
+    # broadcast_buffers=False: the MoCo queue is identical on every rank by construction, and
+    # re-broadcasting it each step would cost K x D floats.
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp])
+
+
+def _norm_mode(recipe: Recipe, method_cls) -> str:
+    mode = recipe.model.norm
+    return method_cls.paper_norm if mode == "auto" else mode
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, run_dir: str | Path, resume: bool = False) -> None:
+        from ..data.loaders import build_train_loader
+        from ..methods import METHODS
+
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.last_ckpt = self.ckpt_dir / "last.pt"
+        if resume and not self.last_ckpt.exists():
+            raise CheckpointError(
+                f"--resume: nothing to resume in '{self.run_dir}' (no checkpoints/last.pt); drop --resume to start"
+            )
+        if not resume and self.last_ckpt.exists():
+            raise UserError(
+                f"'{self.run_dir}' already holds a run; pass --resume to continue it or --out to start elsewhere"
+            )
+        self.acc = make_accelerator(recipe)
+        from accelerate.utils import set_seed
+
+        set_seed(recipe.seed)
+        self.is_main = self.acc.is_main_process
+        self.world = self.acc.num_processes
+        self.loader = build_train_loader(recipe, self.acc.process_index, self.world)
+        method_cls = METHODS[recipe.method.name]
+        model = method_cls(recipe)
+        from ..positives.attach import attach_positives
+
+        attach_positives(model, recipe)
+        from ..compat.attach import attach_compat
+
+        attach_compat(model, recipe)
+        if self.world > 1 and _norm_mode(recipe, method_cls) == "syncbn":
+            frozen = {id(m) for m in model.frozen_modules()}
+            for name, child in list(model.named_children()):
+                if id(child) not in frozen:
+                    setattr(model, name, convert_sync_bn(child))
+        self.global_batch = recipe.data.batch_size * self.world * recipe.train.grad_accum
+        lr = peak_lr(recipe.optim, self.global_batch)
+        opt = build_optimizer(
+            model.param_groups(recipe.optim.weight_decay, recipe.optim.exclude_bias_norm), recipe.optim, lr
+        )
+        self.steps_per_epoch = len(self.loader) // recipe.train.grad_accum
+        if self.steps_per_epoch < 1:
+            raise UserError(
+                "fewer batches per epoch than train.grad_accum; lower grad_accum or data.batch_size"
+            )
+        self.total_steps = self.steps_per_epoch * recipe.train.epochs
+        self.sched = WarmupCosine(
+            opt,
+            self.total_steps,
+            int(recipe.optim.warmup_epochs * self.steps_per_epoch),
+            recipe.optim.schedule,
+            recipe.optim.min_lr_ratio,
+        )
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.logger = RunLogger(self.run_dir, enabled=self.is_main)
+        if resume:
+            self._load(self.last_ckpt)
+        elif self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", dump_recipe(recipe))
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def method(self):
+        return self.acc.unwrap_model(self.model)
+
+    def _state(self) -> dict:
+        from ..models.backbones import arch_dict
+
+        return {
+            "model": self.method.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "recipe": to_dict(self.recipe),
+            "arch": arch_dict(self.recipe.model),
+            "world_size": self.world,
+        }
+
+    def save(self) -> None:
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            save_checkpoint(self.last_ckpt, self._state())
+            self.logger.flush()
+        self.acc.wait_for_everyone()
+
+    def _load(self, path: Path) -> None:
+        ckpt = read_checkpoint(path)
+        if "model" not in ckpt:
+            raise CheckpointError(f"'{path}' is an exported encoder, not a training checkpoint")
+        if ckpt.get("recipe", {}).get("method", {}).get("name") != self.recipe.method.name:
+            raise CheckpointError(
+                f"'{path}' was trained with method '{ckpt.get('recipe', {}).get('method', {}).get('name')}', "
+                f"not '{self.recipe.method.name}'"
+            )
+        load_model_state(self.method, ckpt["model"], path)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        self.epoch, self.step_in_epoch, self.global_step = (
+            ckpt["epoch"],
+            ckpt["step_in_epoch"],
+            ckpt["global_step"],
+        )
+        self.logger.truncate(self.global_step)
+
+    # -- loop ----------------------------------------------------------------------------------
+    def _to_device(self, batch: dict) -> dict:
+        dev = self.acc.device
+        return {
+            k: (
+                [t.to(dev, non_blocking=True) for t in v]
+                if isinstance(v, list)
+                else (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v)
+            )
+            for k, v in batch.items()
+        }
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.acc.device)
+        if self.world > 1:
+            bad = self.acc.reduce(bad, reduction="sum")
+        if bad.item() > 0:
+            kept = (
+                f"the last good checkpoint is kept at {self.last_ckpt}"
+                if self.last_ckpt.exists()
+                else "no checkpoint was written yet"
+            )
+            raise UserError(
+                f"loss became {loss.item()} at step {self.global_step + 1} (epoch {self.epoch}); {kept}. "
+                "Lower optim.lr, add warm-up (optim.warmup_epochs) or check the data"
+            )
+
+    def fit(self) -> dict:
+        r = self.recipe
+        accum = r.train.grad_accum
+        max_steps = r.train.max_steps or self.total_steps
+        kill_at = int(os.environ.get("SELFSUP_KILL_AT_STEP", "0"))  # test hook: simulate a crash
+        pbar = None
+        if self.is_main and r.train.progress:
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(
+                total=min(max_steps, self.total_steps),
+                initial=self.global_step,
+                desc="pretrain",
+                unit="step",
+                dynamic_ncols=True,
+            )
+        images_per_step = self.global_batch
+        last = {}
+        t_run = time.time()
+        steps_this_run = 0
+        stop = self.global_step >= max_steps
+        while self.epoch < r.train.epochs and not stop:
+            self.loader.set_epoch(self.epoch, self.step_in_epoch * accum)
+            t_epoch = time.time()
+            t_step = time.time()
+            micro = 0
+            for batch in self.loader:
+                batch = self._to_device(batch)
+                micro += 1
+                sync = micro % accum == 0
+                ctx = self.acc.no_sync(self.model) if (not sync and self.world > 1) else nullcontext()
+                with ctx, self.acc.autocast():
+                    out = self.model(batch)
+                    loss = out["loss"]
+                self._check_finite(loss)
+                self.acc.backward(loss / accum)
+                if not sync:
+                    continue
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+                self.sched.step()
+                self.global_step += 1
+                self.step_in_epoch += 1
+                steps_this_run += 1
+                now = time.time()
+                ips = images_per_step / max(1e-9, now - t_step)
+                t_step = now
+                last = {"train/loss": loss.item(), "train/lr": self.sched.get_lr(), "train/img_per_s": ips}
+                last.update(
+                    {
+                        f"train/{k}": float(v)
+                        for k, v in out.items()
+                        if k != "loss" and torch.is_tensor(v) and v.numel() == 1
+                    }
+                )
+                last.update({f"train/{k}": float(v) for k, v in out.items() if isinstance(v, (int, float))})
+                if self.global_step % max(1, r.train.log_every) == 0 or self.global_step == 1:
+                    self.logger.log(self.global_step, last)
+                if pbar is not None:
+                    pbar.update(1)
+                    pbar.set_postfix(loss=f"{last['train/loss']:.4f}", epoch=self.epoch)
+                if r.train.ckpt_every_steps and self.global_step % r.train.ckpt_every_steps == 0:
+                    self.save()
+                if kill_at and self.global_step == kill_at:
+                    os._exit(137)
+                if self.global_step >= max_steps or self.step_in_epoch >= self.steps_per_epoch:
+                    break
+            if self.step_in_epoch >= self.steps_per_epoch:
+                if self.is_main:
+                    self.logger.log(
+                        self.global_step,
+                        {"train/epoch_time_s": time.time() - t_epoch, "train/epoch": self.epoch + 1},
+                    )
+                self.epoch += 1
+                self.step_in_epoch = 0
+                hook = getattr(self.method, "on_epoch_end", None)
+                if hook is not None:
+                    hook(self.epoch, self.run_dir)
+            stop = self.global_step >= max_steps
+            self.save()
+        if pbar is not None:
+            pbar.close()
+        wall = time.time() - t_run
+        summary = {
+            "train/steps": float(self.global_step),
+            "train/epochs": float(self.epoch),
+            "train/final_loss": float(last.get("train/loss", math.nan)),
+            "train/img_per_s": steps_this_run * images_per_step / wall if steps_this_run else 0.0,
+            "train/wall_s": wall,
+        }
+        if self.is_main:
+            self.export()
+            write_metrics(self.run_dir / "metrics.json", summary)
+            self.logger.close()
+        self.acc.wait_for_everyone()
+        return summary
+
+    def export(self) -> Path:
+        from ..models.backbones import arch_dict, fingerprint
+
+        enc = self.method.encoder()
+        path = self.run_dir / "encoder.pt"
+        info = {
+            "model_id": f"{self.recipe.name}@{self.global_step}",
+            "fingerprint": fingerprint(enc),
+            "recipe": to_dict(self.recipe),
+        }
+        extra = getattr(self.method, "export_info", None)
+        if extra is not None:
+            info.update(extra())
+        export_encoder(path, enc, arch_dict(self.recipe.model), info)
+        return path
+
+
+def pretrain(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> dict:
+    """Train per the recipe into ``run_dir``; returns the training summary metrics."""
+    trainer = Trainer(recipe, run_dir, resume)
+    return trainer.fit()

@@ -1,0 +1,104 @@
+"""Backbone factory over timm's public API.
+
+``create_backbone(model_cfg)`` returns a timm model built with ``num_classes=0`` (pooled features,
+``model.num_features`` wide). Two options adapt ImageNet architectures to tiny images and CPUs:
+
+- ``cifar_stem``: ResNet first conv becomes 3x3 stride 1 and the max-pool is removed (the usual
+  CIFAR variant, as in SimCLR's CIFAR experiments and the Hallucinator's configs);
+- ``width``: ResNet channel widths ``(w, 2w, 4w, 8w)`` and stem ``w`` (64 is standard).
+
+Exported backbones (``encoder.pt``) hold the architecture next to the weights; a backbone with
+neither option loads straight into ``timm.create_model(name, num_classes=0)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError, ConfigError
+
+
+def arch_dict(model_cfg) -> dict:
+    return {
+        "backbone": model_cfg.backbone,
+        "cifar_stem": bool(model_cfg.cifar_stem),
+        "width": model_cfg.width,
+        "kwargs": dict(model_cfg.kwargs or {}),
+    }
+
+
+def _timm_kwargs(arch: dict) -> dict:
+    kwargs = dict(arch.get("kwargs") or {})
+    if arch.get("width"):
+        w = int(arch["width"])
+        if not arch["backbone"].startswith(("resnet", "resnext", "wide_resnet")):
+            raise ConfigError(f"model.width applies to ResNet-family backbones, not '{arch['backbone']}'")
+        kwargs.setdefault("channels", (w, 2 * w, 4 * w, 8 * w))
+        kwargs.setdefault("stem_width", w)
+    return kwargs
+
+
+def _apply_cifar_stem(model: nn.Module, name: str) -> None:
+    if not (hasattr(model, "conv1") and hasattr(model, "maxpool") and isinstance(model.conv1, nn.Conv2d)):
+        raise ConfigError(
+            f"model.cifar_stem is for ResNet-style backbones with conv1 + maxpool, not '{name}'"
+        )
+    out = model.conv1.out_channels
+    model.conv1 = nn.Conv2d(3, out, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+
+
+def build_from_arch(arch: dict) -> nn.Module:
+    name = arch["backbone"]
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0, **_timm_kwargs(arch))
+    except TypeError as e:
+        raise ConfigError(f"model.kwargs: timm rejected the arguments for '{name}': {e}") from None
+    if arch.get("cifar_stem"):
+        _apply_cifar_stem(model, name)
+    return model
+
+
+def create_backbone(model_cfg) -> nn.Module:
+    """A timm backbone without classifier; ``model.num_features`` is its output width."""
+    return build_from_arch(arch_dict(model_cfg))
+
+
+def load_backbone_file(path: str | Path) -> tuple[nn.Module, dict]:
+    """Load an exported ``encoder.pt`` (or a training checkpoint) into a fresh backbone."""
+    from ..engine.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if "arch" not in ckpt or ("encoder" not in ckpt and "state_dict" not in ckpt):
+        raise CheckpointError(f"'{path}' is not a selfsup checkpoint or exported encoder")
+    model = build_from_arch(ckpt["arch"])
+    sd = ckpt.get("encoder") or ckpt["state_dict"]
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(
+            f"'{path}' does not match architecture {ckpt['arch']['backbone']}: {first}"
+        ) from None
+    return model, ckpt
+
+
+@torch.no_grad()
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of the weights: identifies one model version in indexes and reports."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

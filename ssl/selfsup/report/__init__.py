@@ -1,0 +1,1 @@
+"""Plots (matplotlib, Agg) and the markdown run report."""

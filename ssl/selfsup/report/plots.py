@@ -1,0 +1,63 @@
+"""Training-curve plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(
+    history: list[dict], path: str | Path, keys: list[str] | None = None, title: str = ""
+) -> Path | None:
+    """One panel per scalar (loss, lr, throughput, method scalars) against the step."""
+    if not history:
+        return None
+    keys = keys or sorted(
+        {
+            k
+            for h in history
+            for k in h
+            if k != "step" and k.startswith("train/") and k not in ("train/epoch", "train/epoch_time_s")
+        }
+    )
+    keys = [k for k in keys if any(k in h for h in history)]
+    if not keys:
+        return None
+    plt = _plt()
+    n = len(keys)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        pts = [(h["step"], h[k]) for h in history if k in h]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5)
+        ax.set_title(k.replace("train/", ""))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    from ..utils.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_run_curves(run_dir: str | Path) -> Path | None:
+    run_dir = Path(run_dir)
+    hist = run_dir / "history.json"
+    if not hist.exists():
+        from ..errors import UserError
+
+        raise UserError(f"'{run_dir}' has no history.json; is it a selfsup run directory?")
+    return plot_curves(json.loads(hist.read_text()), run_dir / "curves.png", title=run_dir.name)
