@@ -174,11 +174,18 @@ class Trainer:
             for k, v in batch.items()
         }
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.acc.device)
+    def _global_loss(self, loss: torch.Tensor) -> float:
+        """The mean loss over processes (what one process on the global batch reports).
+
+        Also stops every process together on a non-finite loss, keeping the last good checkpoint.
+        """
+        val = loss.detach().float().reshape(1)
+        stats = torch.cat(
+            [torch.nan_to_num(val, nan=0.0, posinf=0.0, neginf=0.0), (~torch.isfinite(val)).float()]
+        )
         if self.world > 1:
-            bad = self.acc.reduce(bad, reduction="sum")
-        if bad.item() > 0:
+            stats = self.acc.reduce(stats, reduction="sum")
+        if stats[1].item() > 0:
             kept = (
                 f"the last good checkpoint is kept at {self.last_ckpt}"
                 if self.last_ckpt.exists()
@@ -188,6 +195,7 @@ class Trainer:
                 f"loss became {loss.item()} at step {self.global_step + 1} (epoch {self.epoch}); {kept}. "
                 "Lower optim.lr, add warm-up (optim.warmup_epochs) or check the data"
             )
+        return stats[0].item() / self.world
 
     def fit(self) -> dict:
         r = self.recipe
@@ -223,7 +231,7 @@ class Trainer:
                 with ctx, self.acc.autocast():
                     out = self.model(batch)
                     loss = out["loss"]
-                self._check_finite(loss)
+                loss_value = self._global_loss(loss)
                 self.acc.backward(loss / accum)
                 if not sync:
                     continue
@@ -236,7 +244,7 @@ class Trainer:
                 now = time.time()
                 ips = images_per_step / max(1e-9, now - t_step)
                 t_step = now
-                last = {"train/loss": loss.item(), "train/lr": self.sched.get_lr(), "train/img_per_s": ips}
+                last = {"train/loss": loss_value, "train/lr": self.sched.get_lr(), "train/img_per_s": ips}
                 last.update(
                     {
                         f"train/{k}": float(v)

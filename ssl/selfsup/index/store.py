@@ -1,0 +1,498 @@
+"""Backfill-free gallery index: build, query, progressive upgrade, info.
+
+A gallery is embedded once by some model and indexed (faiss ``IndexFlatIP`` over L2-normalised
+features, exact cosine search). When a new model is trained to be backward compatible with the
+old one (BCT / BT² / OCA, method card ``/work/shared/reference/compat.md``), its queries can search
+the old gallery directly, so the gallery need not be re-embedded ("backfilled") before the new
+model is deployed. :func:`upgrade` then re-embeds a budgeted fraction of the gallery per call
+(progressive backfill); the index stays queryable throughout, holding a mix of old- and
+new-model items, and :func:`info` reports the fraction upgraded.
+
+Layout of ``index_dir``::
+
+    index.json            metadata: models, per-item model version, item ids, checksum of the index
+    index-000007.faiss    the faiss index it names (one generation; the previous one is kept for
+                          readers that opened the old metadata)
+    .lock                 advisory lock held by build/upgrade
+
+Every change writes a new generation file (atomic rename) and then the metadata (atomic rename,
+the commit point), so a crash or a kill at any moment leaves the last committed index valid and
+the next :func:`upgrade` continues from it. Dimensions: the index keeps the dimension of the model
+that built it; a compatible newer model with more dimensions is truncated to that sub-space and
+re-normalised (card section 4), a smaller one is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, IndexError_, UserError
+from ..eval.retrieval import as_features
+from ..utils.io import atomic_path
+from .manifest import (
+    FAISS_TYPE,
+    FORMAT_VERSION,
+    KIND,
+    LOCK_NAME,
+    META_NAME,
+    METRIC,
+    NORMALIZATION,
+    REBUILD_HINT,
+    ModelInfo,
+    file_sha256,
+    normalize_item_ids,
+    now,
+    read_manifest,
+    short,
+    write_manifest,
+)
+
+EmbedFn = Callable[[list], np.ndarray]
+_GEN_RE = re.compile(r"^index-(\d+)\.faiss$")
+
+
+@dataclass
+class SearchResult:
+    """Top-k search results for ``Q`` queries.
+
+    ``scores``: ``[Q, k]`` float32 cosine similarities, best first; ``positions``: ``[Q, k]`` int64
+    gallery positions; ``item_ids``: ``[Q, k]`` the corresponding item ids (int64 or str array);
+    ``versions``: ``[Q, k]`` int64 model version that embedded each hit (index into ``models``).
+    """
+
+    scores: np.ndarray
+    positions: np.ndarray
+    item_ids: np.ndarray
+    versions: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextmanager
+def _write_lock(index_dir: Path) -> Iterator[None]:
+    """Exclusive advisory lock for writers; released by the OS if the process dies."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: no locking
+        yield
+        return
+    fd = os.open(index_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise IndexError_(
+                f"another build or upgrade is writing the index at {index_dir}; wait for it to finish"
+            ) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def _features(x: Any, name: str) -> np.ndarray:
+    return as_features(x, name)
+
+
+def _prepare(feats: np.ndarray, index_dim: int, model: ModelInfo, slice_dims: bool, what: str) -> np.ndarray:
+    """Check ``[N, D]`` features against the model and index; truncate and L2-normalise."""
+    d = feats.shape[1]
+    if model.dim is not None and d != model.dim:
+        raise DataError(f"{what} have dim {d} but model {model.model_id!r} declares dim {model.dim}")
+    if d != index_dim:
+        if d < index_dim or not slice_dims:
+            raise IndexError_(
+                f"{what} dim {d} vs index dim {index_dim} cannot be compared; use a model with "
+                f"{index_dim} dims (or a compatible model with more dims and slicing allowed)"
+            )
+        feats = feats[:, :index_dim]  # compatible sub-space first (card section 4)
+    out = np.array(feats, dtype=np.float32, order="C", copy=True)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+def _next_generation(index_dir: Path, meta: Mapping[str, Any] | None) -> int:
+    gens = [int(m.group(1)) for p in index_dir.iterdir() if (m := _GEN_RE.match(p.name))]
+    if meta is not None:
+        gens.append(int(meta["generation"]))
+    return max(gens, default=0) + 1
+
+
+def _cleanup(index_dir: Path, keep: set[str]) -> None:
+    """Delete index generations other than ``keep`` and temporaries left by killed writers."""
+    for p in index_dir.iterdir():
+        stale_tmp = p.name.startswith(".index-") and p.name.endswith(".tmp")
+        if (_GEN_RE.match(p.name) and p.name not in keep) or stale_tmp:
+            with contextlib.suppress(OSError):  # best effort
+                p.unlink()
+
+
+def _commit(index_dir: Path, faiss_index: Any, meta: dict[str, Any]) -> None:
+    """Write ``faiss_index`` as a new generation, then the metadata naming it (commit point)."""
+    import faiss
+
+    previous = meta.get("index_file")
+    gen = _next_generation(index_dir, meta if "generation" in meta else None)
+    name = f"index-{gen:06d}.faiss"
+    with atomic_path(index_dir / name) as tmp:
+        faiss.write_index(faiss_index, str(tmp))
+        digest = file_sha256(tmp)
+    meta.update(index_file=name, index_sha256=digest, generation=gen, updated=now())
+    write_manifest(index_dir, meta)
+    _cleanup(index_dir, keep={name} | ({previous} if previous else set()))
+
+
+def _load(index_dir: Path, meta: Mapping[str, Any]) -> Any:
+    """Read the faiss index named by ``meta`` after checking its SHA-256, count and dimension."""
+    import faiss
+
+    path = index_dir / meta["index_file"]
+    if not path.exists():
+        raise IndexError_(f"index file {path} named by {META_NAME} is missing; {REBUILD_HINT}")
+    if file_sha256(path) != meta["index_sha256"]:
+        raise IndexError_(
+            f"index file {path} is corrupt (checksum mismatch with {META_NAME}); {REBUILD_HINT}"
+        )
+    try:
+        idx = faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise IndexError_(f"index file {path} cannot be read by faiss; {REBUILD_HINT}") from e
+    if not isinstance(idx, faiss.IndexFlat) or idx.ntotal != meta["count"] or idx.d != meta["dim"]:
+        raise IndexError_(
+            f"index file {path} does not match {META_NAME} (type, count or dim); {REBUILD_HINT}"
+        )
+    return idx
+
+
+def _open(index_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Metadata and index, retrying if a concurrent writer swapped generations in between."""
+    for attempt in range(3):
+        meta = read_manifest(index_dir)
+        try:
+            return _load(index_dir, meta), meta
+        except IndexError_:
+            if attempt == 2 or read_manifest(index_dir)["generation"] == meta["generation"]:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _models(meta: Mapping[str, Any]) -> list[ModelInfo]:
+    return [ModelInfo.from_any(m) for m in meta["models"]]
+
+
+def _check_compatible(model: ModelInfo, meta: Mapping[str, Any], index_dir: Path, action: str) -> None:
+    """Refuse ``model`` unless it is, or declares compatibility with, every model in the index."""
+    models = _models(meta)
+    counts = np.bincount(np.asarray(meta["item_versions"], dtype=np.int64), minlength=len(models))
+    for v, m in enumerate(models):
+        if counts[v] and not model.accepts(m.fingerprint):
+            raise IndexError_(
+                f"cannot {action}: model {model.model_id!r} ({short(model.fingerprint)}) is not compatible "
+                f"with the index at {index_dir}, whose {counts[v]} items were embedded by {m.model_id!r} "
+                f"({short(m.fingerprint)}) and which it does not list in compatible_with; use a compatible "
+                f"model or build a new index with `selfsup index build`"
+            )
+
+
+def _embed_batches(
+    embed: EmbedFn, ids: Sequence[Any], batch_size: int, what: str
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    for start in range(0, len(ids), batch_size):
+        stop = min(len(ids), start + batch_size)
+        feats = _features(embed(list(ids[start:stop])), what)
+        if feats.shape[0] != stop - start:
+            raise DataError(f"the embed function returned {feats.shape[0]} rows for {stop - start} items")
+        yield start, stop, feats
+
+
+def _lookup_embed(item_ids: Sequence[Any], feats: np.ndarray) -> EmbedFn:
+    """An embed callable over precomputed ``[N, D]`` features of ``item_ids``."""
+    feats = _features(feats, "features")
+    ids = normalize_item_ids(item_ids)
+    if len(ids) != feats.shape[0]:
+        raise DataError(f"{len(ids)} item ids for {feats.shape[0]} feature rows")
+    row = {x: i for i, x in enumerate(ids)}
+
+    def embed(batch: list) -> np.ndarray:
+        try:
+            return feats[[row[x] for x in batch]]
+        except KeyError as e:
+            raise DataError(f"no features given for item {e.args[0]!r}") from e
+
+    return embed
+
+
+def _ids_array(ids: list) -> np.ndarray:
+    return (
+        np.asarray(ids, dtype=np.int64)
+        if all(isinstance(x, int) for x in ids)
+        else np.asarray(ids, dtype=str)
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def build(
+    index_dir: str | os.PathLike,
+    feats: np.ndarray | EmbedFn,
+    item_ids: Sequence[Any],
+    model_info: ModelInfo | Mapping[str, Any],
+    *,
+    labels: Sequence[int] | None = None,
+    batch_size: int = 4096,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Embed and index a gallery; returns :func:`info`.
+
+    ``feats`` is either the ``[N, D]`` gallery features or a callable ``embed(item_ids) -> [n, D]``
+    called on batches of ``batch_size`` ids (so a large gallery is never held twice in memory).
+    ``item_ids`` (``N`` unique ints or strings) name the items; ``labels`` (``[N]`` ints, optional)
+    let ``selfsup index query`` measure retrieval. ``model_info`` is the dict of
+    ``load_encoder``: ``fingerprint``, ``model_id``, ``dim``, ``compatible_with``. An existing index
+    is only replaced with ``overwrite=True``, atomically.
+    """
+    import faiss
+
+    index_dir = Path(index_dir)
+    model = ModelInfo.from_any(model_info)
+    ids = normalize_item_ids(item_ids)
+    if not ids:
+        raise DataError("cannot build an index over an empty gallery")
+    if labels is not None:
+        labels = [int(x) for x in np.asarray(labels).reshape(-1)]
+        if len(labels) != len(ids):
+            raise DataError(f"{len(labels)} labels for {len(ids)} items")
+    embed = feats if callable(feats) else _lookup_embed(ids, feats)
+    with _write_lock(index_dir):
+        old = None
+        if (index_dir / META_NAME).exists():
+            if not overwrite:
+                raise IndexError_(
+                    f"an index already exists at {index_dir}; pass --overwrite (overwrite=True) to replace it"
+                )
+            try:
+                old = read_manifest(index_dir)
+            except IndexError_:
+                old = None  # replacing a corrupt index is allowed with overwrite
+        index = None
+        for _, _, batch in _embed_batches(embed, ids, max(1, int(batch_size)), "gallery features"):
+            if index is None:
+                dim = batch.shape[1]
+                if model.dim is not None and dim != model.dim:
+                    raise DataError(f"gallery features have dim {dim} but the model declares dim {model.dim}")
+                index = faiss.IndexFlatIP(dim)
+            index.add(_prepare(batch, index.d, model, False, "gallery features"))
+        meta: dict[str, Any] = {
+            "kind": KIND,
+            "format_version": FORMAT_VERSION,
+            "faiss_index_type": FAISS_TYPE,
+            "dim": int(index.d),
+            "normalization": NORMALIZATION,
+            "metric": METRIC,
+            "count": len(ids),
+            "models": [{**model.to_dict(), "version": 0, "dim": int(index.d)}],
+            "item_ids": ids,
+            "item_versions": [0] * len(ids),
+            "labels": labels,
+            "created": now(),
+            "generation": _next_generation(index_dir, old) - 1,
+        }
+        if old is not None:
+            meta["index_file"] = old["index_file"]  # kept until the new one is committed
+        _commit(index_dir, index, meta)
+    return info(index_dir, verify=False)
+
+
+def query(
+    index_dir: str | os.PathLike,
+    query_feats: np.ndarray,
+    model_info: ModelInfo | Mapping[str, Any],
+    k: int = 10,
+    *,
+    slice_dims: bool = True,
+) -> SearchResult:
+    """Search ``[Q, D]`` query features for their ``k`` nearest gallery items (cosine similarity).
+
+    The query model must be the model of every item in the index or declare each of those models
+    in ``compatible_with``; otherwise :class:`IndexError_`. Queries with more dimensions than the
+    index are truncated to the index's (compatible) sub-space when ``slice_dims``; fewer
+    dimensions are refused.
+    """
+    index_dir = Path(index_dir)
+    model = ModelInfo.from_any(model_info)
+    q = _features(query_feats, "query features")
+    idx, meta = _open(index_dir)
+    _check_compatible(model, meta, index_dir, "query")
+    q = _prepare(q, meta["dim"], model, slice_dims, "query features")
+    k = int(k)
+    if k < 1:
+        raise UserError(f"k must be at least 1, got {k}")
+    k = min(k, meta["count"])
+    scores, pos = idx.search(q, k)
+    ids = _ids_array(meta["item_ids"])
+    versions = np.asarray(meta["item_versions"], dtype=np.int64)
+    return SearchResult(scores=scores, positions=pos, item_ids=ids[pos], versions=versions[pos])
+
+
+def upgrade(
+    index_dir: str | os.PathLike,
+    new: EmbedFn | tuple[Sequence[Any], np.ndarray],
+    model_info: ModelInfo | Mapping[str, Any],
+    budget_fraction: float = 0.1,
+    *,
+    batch_size: int = 1024,
+    commit_every: int | None = None,
+    slice_dims: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Re-embed up to ``ceil(budget_fraction · N)`` gallery items with a newer compatible model.
+
+    ``new`` is a callable ``embed(item_ids) -> [n, D]`` (called on batches of ``batch_size``
+    ids) or a pair ``(item_ids, feats)`` of precomputed features for a subset (only those items
+    are candidates). Items not yet embedded by this model are upgraded in gallery order. The model
+    must declare compatibility with every model still in the index (so that it can query the mixed
+    index). Changes are committed atomically every ``commit_every`` items (default: once, at the
+    end of the call); a crash loses at most the uncommitted items and the next call continues.
+
+    Returns ``upgraded`` (items re-embedded by this call), ``fraction_upgraded`` (items now at this
+    model / N), ``remaining`` and ``done``.
+    """
+    index_dir = Path(index_dir)
+    model = ModelInfo.from_any(model_info)
+    if not (0.0 < float(budget_fraction) <= 1.0):
+        raise UserError(f"budget fraction must be in (0, 1], got {budget_fraction}")
+    subset = None
+    if callable(new):
+        embed = new
+    else:
+        try:
+            sub_ids, sub_feats = new
+        except (TypeError, ValueError) as e:
+            raise UserError("upgrade needs an embed callable or an (item_ids, feats) pair") from e
+        embed = _lookup_embed(sub_ids, sub_feats)
+        subset = normalize_item_ids(sub_ids)
+
+    with _write_lock(index_dir):
+        idx, meta = _open(index_dir)
+        _check_compatible(model, meta, index_dir, "upgrade")
+        models = meta["models"]
+        fps = [m["fingerprint"] for m in models]
+        if model.fingerprint in fps:
+            version = fps.index(model.fingerprint)
+        else:
+            version = len(models)
+            models.append({**model.to_dict(), "version": version})
+        ids = meta["item_ids"]
+        versions = np.asarray(meta["item_versions"], dtype=np.int64)
+        n = meta["count"]
+        todo = np.flatnonzero(versions != version)
+        if subset is not None:
+            pos_of = {x: i for i, x in enumerate(ids)}
+            missing = [x for x in subset if x not in pos_of]
+            if missing:
+                raise DataError(f"{len(missing)} item ids are not in the index, e.g. {missing[0]!r}")
+            wanted = np.zeros(n, dtype=bool)
+            wanted[[pos_of[x] for x in subset]] = True
+            todo = todo[wanted[todo]]
+        budget = min(len(todo), math.ceil(float(budget_fraction) * n))
+        todo = todo[:budget]
+
+        import faiss
+
+        xb = faiss.rev_swig_ptr(idx.get_xb(), n * idx.d).reshape(n, idx.d)
+        every = int(commit_every) if commit_every else max(1, budget)
+        bar = None
+        if progress and budget:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=budget, desc="upgrade", unit="item")
+        done_now = pending = 0
+        try:
+            todo_ids = [ids[p] for p in todo]
+            for start, stop, batch in _embed_batches(
+                embed, todo_ids, max(1, int(batch_size)), "new features"
+            ):
+                pos = todo[start:stop]
+                xb[pos] = _prepare(batch, idx.d, model, slice_dims, "new features")
+                versions[pos] = version
+                done_now += stop - start
+                pending += stop - start
+                if bar is not None:
+                    bar.update(stop - start)
+                if pending >= every:
+                    meta["item_versions"] = versions.tolist()
+                    _commit(index_dir, idx, meta)
+                    pending = 0
+            if pending:
+                meta["item_versions"] = versions.tolist()
+                _commit(index_dir, idx, meta)
+        finally:
+            if bar is not None:
+                bar.close()
+    at_model = int((versions == version).sum())
+    remaining = int(n - at_model)
+    return {
+        "upgraded": done_now,
+        "model_version": version,
+        "fraction_upgraded": at_model / n,
+        "remaining": remaining,
+        "done": remaining == 0,
+    }
+
+
+def info(index_dir: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
+    """Describe an index: count, dim, models with their item counts, fraction at the newest model.
+
+    With ``verify`` the index file's SHA-256 is checked against the metadata (reads the file).
+    """
+    index_dir = Path(index_dir)
+    meta = read_manifest(index_dir)
+    if verify:
+        _load(index_dir, meta)
+    versions = np.asarray(meta["item_versions"], dtype=np.int64)
+    counts = np.bincount(versions, minlength=len(meta["models"]))
+    n = meta["count"]
+    models = [{**m, "items": int(c), "fraction": float(c) / n} for m, c in zip(meta["models"], counts)]
+    latest = len(models) - 1
+    return {
+        "path": str(index_dir),
+        "format_version": meta["format_version"],
+        "count": n,
+        "dim": meta["dim"],
+        "normalization": meta["normalization"],
+        "metric": meta["metric"],
+        "faiss_index_type": meta["faiss_index_type"],
+        "index_file": meta["index_file"],
+        "index_sha256": meta["index_sha256"],
+        "generation": meta["generation"],
+        "models": models,
+        "current_model": models[latest]["model_id"],
+        "current_fingerprint": models[latest]["fingerprint"],
+        "fraction_upgraded": float(counts[latest]) / n,
+        "has_labels": meta.get("labels") is not None,
+        "created": meta.get("created"),
+        "updated": meta.get("updated"),
+        "verified": bool(verify),
+    }
+
+
+def labels(index_dir: str | os.PathLike) -> np.ndarray | None:
+    """The ``[N]`` labels stored at build time, or None."""
+    meta = read_manifest(Path(index_dir))
+    lab = meta.get("labels")
+    return None if lab is None else np.asarray(lab, dtype=np.int64)
