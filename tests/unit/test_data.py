@@ -127,3 +127,18 @@ def test_to_rgb_uint8_from_arrays():
     assert to_rgb_uint8(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3)
     assert to_rgb_uint8(np.zeros((4, 5, 4), np.uint8)).shape == (4, 5, 3)
     assert to_rgb_uint8(np.full((2, 2, 3), 300.0)).max() == 255
+
+
+def test_unreadable_image_in_a_worker_is_one_clean_error(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    for i in range(7):
+        Image.new("RGB", (20, 20), (i, 0, 0)).save(tmp_path / "train" / "a" / f"{i}.png")
+    (tmp_path / "train" / "a" / "bad.png").write_bytes(b"junk")
+    r = load_recipe({"data": {"source": "imagefolder", "path": str(tmp_path), "num_workers": 1, "batch_size": 8,
+                              "image_size": 16, "loader": "torchvision"}})
+    with pytest.raises(DataError) as e:
+        for _ in TorchvisionTrainLoader(r):
+            pass
+    assert "bad.png" in str(e.value) and "Traceback" not in str(e.value)

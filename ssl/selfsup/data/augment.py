@@ -7,6 +7,8 @@ the number of processes and loader workers, the randomness of one view is seeded
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torchvision.transforms import v2 as T
 
@@ -74,8 +76,13 @@ class MultiView:
         ]
 
     def __call__(self, img: torch.Tensor, index: int, epoch: int) -> list[torch.Tensor]:
+        from torch.utils.data import get_worker_info
+
+        # A loader worker owns its RNG; only the main process must keep its stream untouched
+        # (fork_rng costs ~40% of a small image's augmentation time).
+        ctx = nullcontext() if get_worker_info() is not None else torch.random.fork_rng(devices=[])
         out = []
-        with torch.random.fork_rng(devices=[]):
+        with ctx:
             for v, t in enumerate(self.transforms):
                 torch.manual_seed(view_seed(self.seed, epoch, index, v))
                 out.append(t(img))

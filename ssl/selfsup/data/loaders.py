@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import UserError
 from .augment import MultiView, eval_transform
 from .sources import Source, build_source
 
@@ -124,7 +125,20 @@ class TorchvisionTrainLoader(TrainLoader):
         self.sampler.set_epoch(epoch, skip_batches)
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(self.loader)
+        try:
+            yield from self.loader
+        except UserError as e:
+            raise _unwrap_worker_error(e) from None
+
+
+def _unwrap_worker_error(e: UserError) -> UserError:
+    """A worker's UserError arrives with the worker traceback in its text; keep the message."""
+    text = str(e)
+    if "Traceback" not in text:
+        return e
+    name = type(e).__name__
+    tail = text.rsplit(f"{name}: ", 1)[-1]
+    return type(e)(tail)
 
 
 def ffcv_available() -> bool:
