@@ -136,8 +136,18 @@ def test_unreadable_image_in_a_worker_is_one_clean_error(tmp_path):
     for i in range(7):
         Image.new("RGB", (20, 20), (i, 0, 0)).save(tmp_path / "train" / "a" / f"{i}.png")
     (tmp_path / "train" / "a" / "bad.png").write_bytes(b"junk")
-    r = load_recipe({"data": {"source": "imagefolder", "path": str(tmp_path), "num_workers": 1, "batch_size": 8,
-                              "image_size": 16, "loader": "torchvision"}})
+    r = load_recipe(
+        {
+            "data": {
+                "source": "imagefolder",
+                "path": str(tmp_path),
+                "num_workers": 1,
+                "batch_size": 8,
+                "image_size": 16,
+                "loader": "torchvision",
+            }
+        }
+    )
     with pytest.raises(DataError) as e:
         for _ in TorchvisionTrainLoader(r):
             pass

@@ -24,7 +24,9 @@ def run(args) -> int:
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"selfsup demo: {recipe.method.name} on {recipe.data.source} ({recipe_path}) -> {out}")
     metrics = pretrain_and_evaluate(recipe, out)
-    key = next((k for k in ("linear/top1", "knn/top1") if k in metrics and f"random_init/{k}" in metrics), None)
+    key = next(
+        (k for k in ("linear/top1", "knn/top1") if k in metrics and f"random_init/{k}" in metrics), None
+    )
     if key:
         gain = metrics[key] - metrics[f"random_init/{key}"]
         verdict = "better" if gain > 0 else "NOT better"

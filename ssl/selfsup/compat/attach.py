@@ -1,10 +1,17 @@
-"""Attach compatible-training terms to a method (filled in by the compat modules)."""
+"""Attach the recipe's compatible-training term to a method (called by the trainer)."""
 
 from __future__ import annotations
 
 
 def attach_compat(method, recipe) -> None:
-    if recipe.compat is not None:
-        from ..errors import ConfigError
+    """Load the frozen old model(s), precompute what the method needs and add its loss term.
 
-        raise ConfigError("compat: compatible training is not available in this build")
+    Does nothing when the recipe has no ``compat`` section. Raises
+    :class:`~selfsup.errors.CheckpointError` when ``compat.old`` is unset, missing or not an
+    encoder, and :class:`~selfsup.errors.ConfigError` for incomparable dimensions.
+    """
+    if recipe.compat is None:
+        return
+    from . import COMPAT_METHODS
+
+    COMPAT_METHODS[recipe.compat.name].attach(method, recipe, recipe.compat)

@@ -78,7 +78,16 @@ def load_model_state(model: torch.nn.Module, sd: dict, path: str | Path) -> None
 
 
 def export_encoder(path: str | Path, encoder: torch.nn.Module, arch: dict, info: dict) -> None:
-    """Save a backbone with its architecture: ``load_encoder`` or timm can load it back."""
+    """Save a backbone with its architecture: ``load_encoder`` or timm can load it back.
+
+    A compatible model's retrieval head travels as ``info["arch_head"]`` and is stored as
+    ``arch["head"]`` (the encoder is then ``nn.Sequential(backbone, head)``; see
+    :mod:`selfsup.compat.heads`).
+    """
+    info = dict(info)
+    head = info.pop("arch_head", None)
+    if head is not None:
+        arch = {**arch, "head": head}
     save_checkpoint(path, {"arch": arch, "encoder": encoder.state_dict(), **info})
 
 
@@ -96,6 +105,12 @@ def load_encoder(path: str | Path) -> tuple[torch.nn.Module, dict]:
         arch, sd = ckpt["arch"], ckpt["encoder"]
     elif "model" in ckpt and "arch" in ckpt:
         arch = ckpt["arch"]
+        if any(k.startswith("extra_terms.") and ".head." in k for k in ckpt["model"]):
+            # BT²/OCA/Hot-Refresh(project) retrieval features pass through a head only encoder.pt has.
+            raise CheckpointError(
+                f"'{path}' is a compatible-training checkpoint whose retrieval feature needs its compat "
+                "head; use the run's encoder.pt instead"
+            )
         sd = {k[len("backbone.") :]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
     else:
         raise CheckpointError(f"'{path}' holds no encoder weights")

@@ -215,7 +215,7 @@ class Trainer:
             )
         images_per_step = self.global_batch
         last = {}
-        t_run = time.time()
+        t_start = t_run = time.time()
         steps_this_run = 0
         stop = self.global_step >= max_steps
         while self.epoch < r.train.epochs and not stop:
@@ -242,6 +242,8 @@ class Trainer:
                 self.step_in_epoch += 1
                 steps_this_run += 1
                 now = time.time()
+                if steps_this_run == 1:
+                    t_run = now  # throughput excludes the first step (loader JIT compile, warm-up)
                 ips = images_per_step / max(1e-9, now - t_step)
                 t_step = now
                 last = {"train/loss": loss_value, "train/lr": self.sched.get_lr(), "train/img_per_s": ips}
@@ -280,12 +282,13 @@ class Trainer:
         if pbar is not None:
             pbar.close()
         wall = time.time() - t_run
+        wall_total = time.time() - t_start
         summary = {
             "train/steps": float(self.global_step),
             "train/epochs": float(self.epoch),
             "train/final_loss": float(last.get("train/loss", math.nan)),
-            "train/img_per_s": steps_this_run * images_per_step / wall if steps_this_run else 0.0,
-            "train/wall_s": wall,
+            "train/img_per_s": (steps_this_run - 1) * images_per_step / wall if steps_this_run > 1 else 0.0,
+            "train/wall_s": wall_total,
         }
         if self.is_main:
             self.export()

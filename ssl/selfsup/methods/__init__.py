@@ -6,8 +6,9 @@ from .base import Method
 from .moco import MoCo
 from .simclr import SimCLR
 from .simsiam import SimSiam
+from .supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, MoCo, SimSiam)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, MoCo, SimSiam, Supervised)}
 METHOD_CONFIGS: dict[str, type] = {name: m.Config for name, m in METHODS.items()}
 
 

@@ -28,9 +28,16 @@ class Method(nn.Module):
         self.feat_dim: int = self.backbone.num_features
         # Counts training steps; part of the state so resumed runs continue seeded streams exactly.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.extra_terms = nn.ModuleList()
 
     def forward(self, batch: dict) -> dict:
         out = self.training_step(batch)
+        # Extra loss terms (compatible training) see the batch and the step's outputs, including
+        # ``out["feats"]``: backbone features ``[N, feat_dim]`` of the first view.
+        for term in self.extra_terms:
+            extra = term(self, batch, out)
+            out["loss"] = out["loss"] + extra.pop("loss")
+            out.update(extra)
         self.step += 1
         return out
 

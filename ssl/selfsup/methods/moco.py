@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from ..config import MethodConfig
 from ..engine.dist import gather_nograd, rank, world_size
 from ..errors import ConfigError
-from ..losses.contrastive import info_nce
 from ..models.heads import mlp
 from ..models.momentum import momentum_copy, momentum_update
+from ..positives.hooks import epoch_end, moco_loss
+from ..positives.score_stats import ScoreTracker
 from .base import Method
 
 
@@ -75,6 +76,7 @@ class MoCo(Method):
         self.head_k = momentum_copy(self.head)
         self.register_buffer("queue", F.normalize(torch.randn(c.queue_size, c.dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.scores = ScoreTracker()  # positive/negative score statistics (selfsup.positives)
 
     def frozen_modules(self):
         return [self.backbone_k, self.head_k]
@@ -109,12 +111,19 @@ class MoCo(Method):
 
     def training_step(self, batch: dict) -> dict:
         x_q, x_k = batch["views"][:2]
-        q = F.normalize(self.query(x_q), dim=1)
+        h = self.backbone(x_q)
+        q = self.head(h)  # un-normalised: a Hallucinator extrapolates it before normalisation
         with torch.no_grad():
             momentum_update(self.backbone, self.backbone_k, self.cfg.momentum)
             momentum_update(self.head, self.head_k, self.cfg.momentum)
             k = self.keys(x_k)
         queue = self.queue.clone().detach()
-        loss = info_nce(q, k, queue, self.temperature)
-        self.enqueue(k)
-        return {"loss": loss}
+        # InfoNCE (losses.contrastive.info_nce) on normalize(q); attached positive generators
+        # (Hallucinator, FT) act inside. The queue gets keys that FT never mixed.
+        loss, keys, scores = moco_loss(self, q, k, queue, self.temperature)
+        for batch_keys in keys:  # [k], or [k, k]: the Hallucinator's official duplicated keys
+            self.enqueue(batch_keys)
+        return {"loss": loss, "feats": h, **scores}
+
+    def on_epoch_end(self, epoch: int, run_dir) -> None:
+        epoch_end(self, epoch, run_dir)

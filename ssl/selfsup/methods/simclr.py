@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ..config import MethodConfig
-from ..losses.contrastive import nt_xent
 from ..models.heads import mlp
+from ..positives.hooks import epoch_end, simclr_loss
+from ..positives.score_stats import ScoreTracker
 from .base import Method
 
 
@@ -37,15 +38,17 @@ class SimCLR(Method):
         super().__init__(recipe)
         c = self.cfg
         self.projector = mlp(self.feat_dim, c.proj_hidden, c.proj_dim, layers=c.proj_layers, bn=True)
-        self.positive_hooks: list = []
-
-    def project(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        # One pass over all views: BN statistics over the 2N images, as in the paper.
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(views[:2], 0)))
-        return list(z.split(n))
+        self.scores = ScoreTracker()  # positive/negative score statistics (selfsup.positives)
 
     def training_step(self, batch: dict) -> dict:
-        z1, z2 = self.project(batch["views"])
-        loss = nt_xent(z1, z2, self.cfg.temperature, gather=self.cfg.gather)
-        return {"loss": loss}
+        v1, v2 = batch["views"][:2]
+        n = v1.shape[0]
+        # One pass over both views: BN statistics over the 2N images, as in the paper.
+        h = self.backbone(torch.cat([v1, v2], 0))
+        z1, z2 = self.projector(h).split(n)
+        # NT-Xent (losses.contrastive.nt_xent); attached positive generators act inside.
+        loss, scores = simclr_loss(self, z1, z2, self.cfg.temperature, gather=self.cfg.gather)
+        return {"loss": loss, "feats": h[:n], **scores}
+
+    def on_epoch_end(self, epoch: int, run_dir) -> None:
+        epoch_end(self, epoch, run_dir)

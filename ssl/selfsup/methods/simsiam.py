@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..config import MethodConfig
 from ..losses.regression import negative_cosine
 from ..models.heads import mlp
+from ..positives.hooks import simsiam_hallucinate
 from .base import Method
 
 
@@ -53,9 +54,12 @@ class SimSiam(Method):
     def training_step(self, batch: dict) -> dict:
         v1, v2 = batch["views"][:2]
         n = v1.shape[0]
-        z1, z2 = self.projector(self.backbone(torch.cat([v1, v2], 0))).split(n)
+        h = self.backbone(torch.cat([v1, v2], 0))
+        z1, z2 = self.projector(h).split(n)
         p1, p2 = self.predictor(z1), self.predictor(z2)
-        loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
         # Collapse monitor (paper Fig. 2): std of the l2-normalised output, ~1/sqrt(d) when healthy.
         z_std = F.normalize(z1.detach(), dim=1).std(0).mean()
-        return {"loss": loss, "z_std": z_std}
+        # An attached Hallucinator doubles p (and duplicates z); identity otherwise.
+        p1, p2, z1, z2 = simsiam_hallucinate(self, p1, p2, z1, z2)
+        loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
+        return {"loss": loss, "z_std": z_std, "feats": h[:n]}

@@ -54,6 +54,16 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
 
 
 def build_from_arch(arch: dict) -> nn.Module:
+    """The backbone an ``arch`` describes; with ``arch["head"]`` (a compatible model's retrieval
+    head, see :mod:`selfsup.compat.heads`) ``nn.Sequential(backbone, head)`` whose ``num_features``
+    is the head's output width."""
+    if arch.get("head"):
+        from ..compat.heads import build_head
+
+        head = build_head(arch["head"])
+        model = nn.Sequential(build_from_arch({k: v for k, v in arch.items() if k != "head"}), head)
+        model.num_features = int(head.out_dim)
+        return model
     name = arch["backbone"]
     if name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)

@@ -34,8 +34,12 @@ def plot_curves(
         return None
     plt = _plt()
     n = len(keys)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, k in zip(axes.flat, keys):
         pts = [(h["step"], h[k]) for h in history if k in h]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5)
         ax.set_title(k.replace("train/", ""))

@@ -1,0 +1,102 @@
+"""Training-step overhead of the positive generators (``selfsup bench step``).
+
+For each method (MoCo v2, SimCLR) three variants are built from the same seed, so they share the
+backbone and heads: the baseline, ``+hallucinator`` and ``+ft``. Each times forward + backward +
+SGD step on the same random batch. Timed steps are interleaved (baseline, +hallucinator, +ft,
+baseline, ...) and summarised by the median, so load from other processes on a shared machine hits
+all variants alike. Reported as images per second and as overhead fractions against the baseline
+of the same run; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+METHOD_RECIPES: dict[str, dict] = {
+    "mocov2": {"name": "moco", "version": "v2"},
+    "simclr": {"name": "simclr"},
+}
+VARIANTS: dict[str, list] = {"": [], "+hallucinator": ["hallucinator"], "+ft": ["ft"]}
+
+
+def _build(method: dict, positives: list, args: dict, seed: int, device: torch.device):
+    from ..config import load_recipe
+    from ..methods import build_method
+    from .attach import attach_positives
+
+    recipe = load_recipe(
+        {
+            "seed": seed,
+            "data": {"source": "digits", "batch_size": args["batch"], "image_size": args["size"]},
+            "model": {"backbone": args["backbone"], "cifar_stem": args["cifar_stem"], "width": args["width"]},
+            "method": method,
+            "positives": positives,
+        }
+    )
+    torch.manual_seed(seed)  # same initial weights for every variant of a method
+    model = build_method(recipe)
+    attach_positives(model, recipe)
+    model.to(device).train()
+    opt = torch.optim.SGD(model.param_groups(1e-4), lr=1e-3, momentum=0.9)
+    return model, opt
+
+
+def _step(model, opt, batch: dict, device: torch.device) -> float:
+    t0 = time.perf_counter()
+    out = model(batch)
+    out["loss"].backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def bench_step(
+    backbone: str = "resnet18",
+    batch: int = 256,
+    size: int = 32,
+    steps: int = 10,
+    warmup: int = 3,
+    cifar_stem: bool = True,
+    width: int | None = None,
+    queue_size: int = 65536,
+    methods: tuple[str, ...] = ("mocov2", "simclr"),
+    seed: int = 0,
+    device: str | None = None,
+) -> dict[str, float]:
+    """Median step throughput of each method with and without each generator.
+
+    Returns a flat dict: ``step/<method><variant>/img_per_s``, ``.../ms`` and, for the generators,
+    ``step/<method>+<generator>/overhead`` = ``t_variant / t_baseline - 1`` (median step times).
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args = {"backbone": backbone, "batch": batch, "size": size, "cifar_stem": cifar_stem, "width": width}
+    gen = torch.Generator().manual_seed(seed)
+    views = [torch.randn(batch, 3, size, size, generator=gen).to(dev) for _ in range(2)]
+    data = {"views": views, "labels": torch.zeros(batch, dtype=torch.long, device=dev)}
+    out: dict[str, float] = {}
+    for mname in methods:
+        method = dict(METHOD_RECIPES[mname])
+        if method["name"] == "moco":
+            method["queue_size"] = queue_size
+        runs = {v: _build(method, pos, args, seed, dev) for v, pos in VARIANTS.items()}
+        for model, opt in runs.values():
+            for _ in range(warmup):
+                _step(model, opt, data, dev)
+        times: dict[str, list[float]] = {v: [] for v in runs}
+        for _ in range(steps):
+            for v, (model, opt) in runs.items():
+                times[v].append(_step(model, opt, data, dev))
+        med = {v: statistics.median(t) for v, t in times.items()}
+        for v, t in med.items():
+            out[f"step/{mname}{v}/img_per_s"] = batch / t
+            out[f"step/{mname}{v}/ms"] = 1000 * t
+            if v:
+                out[f"step/{mname}{v}/overhead"] = t / med[""] - 1.0
+        del runs
+    out.update({"bench/batch": float(batch), "bench/size": float(size), "bench/steps": float(steps)})
+    return out

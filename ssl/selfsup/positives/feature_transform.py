@@ -1,0 +1,153 @@
+"""Feature Transformation (FT): positive extrapolation and negative interpolation on scores.
+
+Zhu, Zhao, Liu, Sun, Chen, "Improving Contrastive Learning by Visualizing Feature
+Transformation", ICCV 2021, arXiv 2108.02982 (method card:
+``/work/shared/reference/feature_transform.md``).
+
+FT is parameter-free. It acts on the L2-normalised embeddings just before scoring:
+
+- positive extrapolation, ``lam_ex = 1 + Beta(pos_alpha, pos_alpha)`` in (1, 2), applied
+  symmetrically::
+
+      q_hat = lam_ex q + (1 - lam_ex) k,   k_hat = lam_ex k + (1 - lam_ex) q
+
+  ``k_hat`` is built from ``q``, so gradient flows into ``q`` through BOTH ``q_hat`` and ``k_hat``
+  (card, pitfall 3): ``d<q_hat, k_hat>/dq = lam k_hat + (1 - lam) q_hat``. For unit q, k with
+  cosine c the positive score becomes ``(lam^2 + (1 - lam)^2) c + 2 lam (1 - lam)`` (< c);
+- negative interpolation, ``lam_in = Beta(neg_alpha, neg_alpha)`` in (0, 1), mixing every
+  negative with a random permutation of the negatives: ``n_hat = lam_in n + (1 - lam_in) n[perm]``.
+  In MoCo the negatives are a COPY of the queue; the stored queue is never modified and always
+  receives the un-mixed keys (the official DDP behaviour, card pitfall 2).
+
+No re-normalisation after mixing (``postmix_norm: false``, the README runs), so the scores are dot
+products of non-unit vectors; ``selfsup.losses.contrastive.info_nce`` does not re-normalise either.
+
+By default (official README flags) each lambda is ONE scalar per step (``per_element: none``);
+``per_element`` = pos / neg / both draws one lambda per element of the positive pairs / negatives
+(the official ``dim_mask``). FT is active when ``epoch > start_epoch`` with epochs counted from 1
+(``mix_start_epoch``, default 0 = always).
+
+Randomness: per-step lambdas and the permutation come from torch's global CPU generator (seeded
+identically on every process, part of the checkpoint's RNG state); per-element lambdas from the
+generator of the tensors' device. Per-element positive lambdas are drawn for the global batch and
+sliced to this process's rows, so N processes draw what one process would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..engine.dist import rank, world_size
+
+
+@dataclass
+class FeatureTransformConfig:
+    """Recipe options of ``positives: [{name: ft, ...}]`` (official option names in comments)."""
+
+    name: str = "ft"
+    target: str = "posneg"  # pos | neg | posneg (mixnorm_target; README run: posneg)
+    pos_alpha: float = 2.0  # Beta parameter of lam_ex - 1 (pos_alpha)
+    neg_alpha: float = 1.6  # Beta parameter of lam_in (neg_alpha)
+    distribution: str = "beta"  # beta | uniform (mask_distribution); uniform: U(0, 1)
+    per_element: str = "none"  # none | pos | neg | both (dim_mask): per-element lambdas
+    start_epoch: int = 0  # active when epoch > start_epoch, epochs from 1 (mix_start_epoch)
+    postmix_norm: bool = False  # re-normalise after mixing (off in the official runs)
+
+
+class FeatureTransform(nn.Module):
+    """Score-level feature transformation; holds no parameters, only the current epoch.
+
+    The ``epoch`` buffer (1-based, the epoch being trained) is advanced by the method's
+    ``on_epoch_end`` and saved in checkpoints, so a resumed run keeps the ``start_epoch`` gate.
+    """
+
+    def __init__(self, cfg: FeatureTransformConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("epoch", torch.ones((), dtype=torch.long))
+
+    @property
+    def active(self) -> bool:
+        return int(self.epoch) > self.cfg.start_epoch
+
+    @property
+    def mixes_pos(self) -> bool:
+        return self.cfg.target in ("pos", "posneg")
+
+    @property
+    def mixes_neg(self) -> bool:
+        return self.cfg.target in ("neg", "posneg")
+
+    def _draw(self, alpha: float, shape: tuple[int, ...] = (), device=None) -> torch.Tensor | float:
+        """Beta(alpha, alpha) or U(0, 1): a Python float for ``shape == ()``, else a tensor."""
+        if shape == ():
+            if self.cfg.distribution == "uniform":
+                return float(torch.rand(()))
+            a = torch.tensor(float(alpha))
+            return float(torch.distributions.Beta(a, a).sample())
+        if self.cfg.distribution == "uniform":
+            return torch.rand(shape, device=device)
+        a = torch.tensor(float(alpha), device=device)
+        return torch.distributions.Beta(a, a).sample(shape)
+
+    def extrapolate(
+        self, q: torch.Tensor, k: torch.Tensor, rows: tuple[torch.Tensor, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive extrapolation (FT paper, Sec. 4.1), identity when ``target`` is ``neg``.
+
+        Args:
+            q: ``[B, d]`` anchors (unit, with gradient).
+            k: ``[B, d]`` their positives (unit; detached in MoCo, not in SimCLR).
+            rows: for per-element lambdas, ``(positions [B], total)``: where these rows sit in the
+                global batch as one process orders it. Default: rank-major blocks of ``B``.
+
+        Returns:
+            ``q_hat, k_hat``, ``[B, d]`` each; ``k_hat`` depends on ``q`` (not detached).
+        """
+        if not self.mixes_pos:
+            return q, k
+        if self.cfg.per_element in ("pos", "both"):
+            b = q.shape[0]
+            if rows is None:
+                rows = (torch.arange(b, device=q.device) + rank() * b, b * world_size())
+            # Draw for the global batch and keep this rank's rows: N processes == 1 process.
+            lam = 1.0 + self._draw(self.cfg.pos_alpha, (rows[1], q.shape[1]), q.device)
+            lam = lam[rows[0]].to(q.dtype)
+        else:
+            lam = 1.0 + self._draw(self.cfg.pos_alpha)
+        q_hat = lam * q + (1 - lam) * k
+        k_hat = lam * k + (1 - lam) * q
+        if self.cfg.postmix_norm:
+            q_hat, k_hat = F.normalize(q_hat, dim=1), F.normalize(k_hat, dim=1)
+        return q_hat, k_hat
+
+    def interpolate(self, negatives: torch.Tensor) -> torch.Tensor:
+        """Negative interpolation (FT paper, Sec. 4.2), identity when ``target`` is ``pos``.
+
+        Args:
+            negatives: ``[K, d]`` negatives, identical on every process (a copy of the MoCo queue,
+                or SimCLR's gathered in-batch candidates). Never modified in place.
+
+        Returns:
+            ``[K, d]``: ``lam_in * negatives + (1 - lam_in) * negatives[perm]``.
+        """
+        if not self.mixes_neg:
+            return negatives
+        n = negatives.shape[0]
+        perm = torch.randperm(n).to(negatives.device)
+        if self.cfg.per_element in ("neg", "both"):
+            lam = self._draw(self.cfg.neg_alpha, tuple(negatives.shape), negatives.device)
+            lam = lam.to(negatives.dtype)
+        else:
+            lam = self._draw(self.cfg.neg_alpha)
+        mixed = lam * negatives + (1 - lam) * negatives[perm]
+        return F.normalize(mixed, dim=1) if self.cfg.postmix_norm else mixed
+
+
+def extrapolated_positive_score(c: float, lam: float) -> float:
+    """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c`` (card, Sec. 2)."""
+    return (lam**2 + (1 - lam) ** 2) * c + 2 * lam * (1 - lam)
