@@ -64,9 +64,11 @@ def test_pretrain_kill_resume_equals_uninterrupted_then_eval(tmp_path):
 def test_pretrain_learns_and_writes_report(tmp_path):
     recipe = tiny_recipe(
         **{
-            "train.epochs": 3,
-            "data.train_fraction": 0.25,
-            "optim.lr": 0.3,
+            "train.epochs": 4,
+            "data.train_fraction": 0.3,
+            "data.batch_size": 32,
+            "model.width": 8,
+            "optim.lr": 1.0,
             "eval.run": ["knn"],
             "eval.compare_random_init": True,
         }
