@@ -36,10 +36,29 @@ def _launch(recipe: Path, out: Path, nproc: int, overrides: list[str]) -> None:
     if nproc == 1:
         cmd = [str(BIN / "selfsup"), "pretrain", str(recipe), "--out", str(out), "--no-eval", *sets]
     else:
-        cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()),
-               "-m", "selfsup.cli", "pretrain", str(recipe), "--out", str(out), "--no-eval", *sets]
+        cmd = [
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+            "-m",
+            "selfsup.cli",
+            "pretrain",
+            str(recipe),
+            "--out",
+            str(out),
+            "--no-eval",
+            *sets,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=str(ROOT))
     assert p.returncode == 0, p.stderr[-4000:]
@@ -70,7 +89,13 @@ def compare_runs(tmp_path: Path, recipe: dict, single: list[str], double: list[s
 
 def _recipe(method: dict) -> dict:
     return tiny_recipe(
-        **{"method": method, "train.max_steps": 4, "optim.lr": 0.1, "optim.scale_lr": False, "data.train_fraction": 0.2}
+        **{
+            "method": method,
+            "train.max_steps": 4,
+            "optim.lr": 0.1,
+            "optim.scale_lr": False,
+            "data.train_fraction": 0.2,
+        }
     )
 
 
@@ -93,3 +118,19 @@ def test_moco_two_processes_equal_one(tmp_path):
     )
     assert torch.allclose(s1["queue"], s2["queue"], atol=1e-4)
     assert int(s1["queue_ptr"]) == int(s2["queue_ptr"]) == (4 * 16) % 48
+
+
+@pytest.mark.timeout(900)
+def test_moco_with_hallucinator_and_ft_two_processes_equal_one(tmp_path):
+    # Both generators on: one r per step and per-step FT lambdas come from the seeded global RNG,
+    # identical on every process; the queue receives un-mixed keys gathered in rank order.
+    # Keys enter once (the clean option): with the official duplicated keys the queue would
+    # hold the same keys in another order on 2 processes ([k0; k0; k1; k1] vs [k0; k1; k0; k1]).
+    r = _recipe({"name": "moco", "queue_size": 48, "momentum": 0.9, "temperature": 0.2})
+    r["model"]["norm"] = "syncbn"
+    r["positives"] = [{"name": "hallucinator", "enqueue_duplicates": False}, {"name": "ft"}]
+    s1, s2 = compare_runs(
+        tmp_path, r, ["data.batch_size=16", "method.bn_splits=2"], ["data.batch_size=8", "method.bn_splits=1"]
+    )
+    assert torch.allclose(s1["queue"], s2["queue"], atol=1e-4)
+    assert any(k.startswith("positives.") or "hallucinator" in k for k in s1)  # the generator is trained
