@@ -170,7 +170,8 @@ def test_simclr_ft_equals_reference_scores():
 
     n, t = 3, 0.5
     torch.manual_seed(0)
-    z1, z2 = torch.randn(n, 5, dtype=torch.float64), torch.randn(n, 5, dtype=torch.float64)
+    z1 = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
     torch.manual_seed(8)
     loss, stats = simclr_loss(Host(), z1, z2, t)
     torch.manual_seed(8)
@@ -185,13 +186,18 @@ def test_simclr_ft_equals_reference_scores():
         a_hat = lam_ex * rows[i] + (1 - lam_ex) * rows[p]
         p_hat = lam_ex * rows[p] + (1 - lam_ex) * rows[i]
         pos = a_hat @ p_hat
-        c = float(rows[i] @ rows[p])
-        assert float(pos) == pytest.approx(extrapolated_positive_score(c, lam_ex), abs=1e-10)
+        c = float((rows[i] @ rows[p]).detach())
+        assert float(pos.detach()) == pytest.approx(extrapolated_positive_score(c, lam_ex), abs=1e-10)
         negs = [a_hat @ mixed[j] for j in range(2 * n) if j not in (i, p)]
         s = torch.stack([pos, *negs]) / t
         terms.append(torch.logsumexp(s, 0) - s[0])
-        pos_scores.append(float(pos))
-    torch.testing.assert_close(loss, torch.stack(terms).mean())
+        pos_scores.append(float(pos.detach()))
+    ref = torch.stack(terms).mean()
+    torch.testing.assert_close(loss, ref)
+    # Gradients (through both sides of the positive pair and the mixed candidates) match too.
+    g, g_ref = torch.autograd.grad(loss, (z1, z2)), torch.autograd.grad(ref, (z1, z2))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b)
     assert float(stats["score/pos_mean"]) == pytest.approx(np.mean(pos_scores), abs=1e-6)
 
 

@@ -55,7 +55,12 @@ def run(args) -> int:
         if k.endswith("/img_per_s"):
             name = k[len("step/") : -len("/img_per_s")]
             over = res.get(f"step/{name}/overhead")
-            extra = f"  overhead {100 * over:+.1f}%" if over is not None else ""
+            head = res.get(f"step/{name}/head_overhead")
+            extra = (
+                f"  overhead {100 * over:+.1f}% (generator alone {100 * head:+.2f}%)"
+                if over is not None
+                else ""
+            )
             print(f"{name:24s} {v:9.1f} img/s  {res[f'step/{name}/ms']:8.1f} ms/step{extra}")
     if args.json:
         from ..utils.io import write_metrics

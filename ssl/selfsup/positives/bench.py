@@ -55,6 +55,34 @@ def _step(model, opt, batch: dict, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+def _head_ms(model, batch: int, steps: int, device: torch.device) -> float:
+    """Median ms of the contrastive head alone (generators, scores, loss; forward + backward).
+
+    Much less noisy than whole steps on a shared machine: the generators' extra cost is the
+    difference between a variant's head time and the baseline's.
+    """
+    from .hooks import moco_loss, simclr_loss
+
+    gen = torch.Generator().manual_seed(0)
+    d = model.cfg.dim if model.name == "moco" else model.cfg.proj_dim
+    z1 = torch.randn(batch, d, generator=gen).to(device).requires_grad_()
+    z2 = torch.randn(batch, d, generator=gen).to(device)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        if model.name == "moco":
+            k = torch.nn.functional.normalize(z2, dim=1)
+            loss = moco_loss(model, z1, k, model.queue.clone(), model.temperature)[0]
+        else:
+            loss = simclr_loss(model, z1, z2.requires_grad_(), model.cfg.temperature)[0]
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return 1000 * statistics.median(times[1:])
+
+
 def bench_step(
     backbone: str = "resnet18",
     batch: int = 256,
@@ -71,7 +99,10 @@ def bench_step(
     """Median step throughput of each method with and without each generator.
 
     Returns a flat dict: ``step/<method><variant>/img_per_s``, ``.../ms`` and, for the generators,
-    ``step/<method>+<generator>/overhead`` = ``t_variant / t_baseline - 1`` (median step times).
+    ``step/<method>+<generator>/overhead`` = ``t_variant / t_baseline - 1`` (median step times) and
+    ``.../head_overhead`` = the extra time of the contrastive head alone (generators, scores, loss,
+    forward + backward; ``head/<method><variant>/ms``) over the baseline step time: the same cost
+    measured without the backbone's noise.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args = {"backbone": backbone, "batch": batch, "size": size, "cifar_stem": cifar_stem, "width": width}
@@ -92,11 +123,15 @@ def bench_step(
             for v, (model, opt) in runs.items():
                 times[v].append(_step(model, opt, data, dev))
         med = {v: statistics.median(t) for v, t in times.items()}
+        head = {v: _head_ms(model, batch, max(steps, 5), dev) for v, (model, _) in runs.items()}
         for v, t in med.items():
             out[f"step/{mname}{v}/img_per_s"] = batch / t
             out[f"step/{mname}{v}/ms"] = 1000 * t
+            out[f"head/{mname}{v}/ms"] = head[v]
             if v:
                 out[f"step/{mname}{v}/overhead"] = t / med[""] - 1.0
+                # The generator's own cost, as a fraction of the baseline step.
+                out[f"step/{mname}{v}/head_overhead"] = (head[v] - head[""]) / (1000 * med[""])
         del runs
     out.update({"bench/batch": float(batch), "bench/size": float(size), "bench/steps": float(steps)})
     return out

@@ -144,7 +144,9 @@ class FeatureTransform(nn.Module):
             lam = lam.to(negatives.dtype)
         else:
             lam = self._draw(self.cfg.neg_alpha)
-        mixed = lam * negatives + (1 - lam) * negatives[perm]
+        # lam * negatives + (1 - lam) * negatives[perm] as a + lam (b - a) in place on the permuted
+        # copy: one K x d allocation and two passes (the queue is the largest tensor of the step).
+        mixed = negatives.index_select(0, perm).lerp_(negatives, lam)
         return F.normalize(mixed, dim=1) if self.cfg.postmix_norm else mixed
 
 

@@ -80,10 +80,13 @@ def moco_loss(
     logits = torch.cat([l_pos, l_neg], 1) / temperature
     loss = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
     with torch.no_grad():
-        cols = min(HIST_NEG_COLS, queue.shape[0])
+        # Statistics over at most HIST_NEG_COLS evenly spaced queue slots (all ages of keys): on a
+        # 65536-key queue the full [N, K] reductions would cost as much as the loss itself on CPU.
+        stride = -(-queue.shape[0] // HIST_NEG_COLS)
+        neg = l_neg[:, ::stride]
         pos_cos = (q * k).sum(1) if ft_on else l_pos[:, 0]
-        neg_cos = q @ queue[:cols].T if ft_on else l_neg[:, :cols]
-    stats = _track(method, l_pos[:, 0], l_neg, temperature, pos_cos, neg_cos, ft_active=ft_on)
+        neg_cos = q @ queue[::stride].T if ft_on else neg
+    stats = _track(method, l_pos[:, 0], neg, temperature, pos_cos, neg_cos, ft_active=ft_on)
     return loss, enqueue, stats
 
 

@@ -9,6 +9,8 @@ these are not cosines (card, pitfall 8), so the per-epoch histograms are of the 
 
 Everything is computed from scores the loss already needs (no extra forward). The only extra work
 is reductions, plus, when FT is active, one small ``[N, 4096]`` matmul for the cosine histogram.
+For a MoCo queue longer than 4096 the negative statistics use every ``ceil(K / 4096)``-th slot
+(evenly spaced, so keys of every age), which keeps them cheap next to the loss.
 Sums stay on the device (no host sync per step); the epoch summary is all-reduced over processes and
 written by rank 0 to ``RUN/scores.json`` atomically.
 """
@@ -27,7 +29,7 @@ STAT_KEYS = ("pos_mean", "pos_var", "neg_mean", "neg_var", "pos_exp", "neg_exp")
 # curves panel short).
 STEP_KEYS = ("pos_mean", "neg_mean", "neg_var", "pos_exp", "neg_exp")
 HIST_BINS = 100  # over [-1, 1]
-HIST_NEG_COLS = 4096  # negatives per anchor that enter the cosine histogram (MoCo queue prefix)
+HIST_NEG_COLS = 4096  # at most this many (evenly spaced) queue negatives per anchor enter the stats
 SCORES_FORMAT = "selfsup.scores/1"
 
 
