@@ -134,3 +134,17 @@ def test_moco_with_hallucinator_and_ft_two_processes_equal_one(tmp_path):
     )
     assert torch.allclose(s1["queue"], s2["queue"], atol=1e-4)
     assert any(k.startswith("positives.") or "hallucinator" in k for k in s1)  # the generator is trained
+
+
+@pytest.mark.timeout(900)
+def test_moco_hallucinator_official_duplicated_keys_two_processes_equal_one(tmp_path):
+    # The official duplicated keys enter the queue as two gathered batches (k, then k again), so
+    # the queue reads [k0; k1; k0; k1] for any number of processes.
+    r = _recipe({"name": "moco", "queue_size": 48, "momentum": 0.9, "temperature": 0.2})
+    r["model"]["norm"] = "syncbn"
+    r["positives"] = [{"name": "hallucinator"}]  # enqueue_duplicates: true (official default)
+    s1, s2 = compare_runs(
+        tmp_path, r, ["data.batch_size=16", "method.bn_splits=2"], ["data.batch_size=8", "method.bn_splits=1"]
+    )
+    assert torch.allclose(s1["queue"], s2["queue"], atol=1e-4)
+    assert int(s1["queue_ptr"]) == int(s2["queue_ptr"]) == (4 * 2 * 16) % 48
