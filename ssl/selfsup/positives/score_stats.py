@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.dist import all_reduce_sum, is_dist, rank
+from ..engine.dist import all_reduce_sum, is_dist, rank, world_size
 
 STAT_KEYS = ("pos_mean", "pos_var", "neg_mean", "neg_var", "pos_exp", "neg_exp")
 # Logged every step as ``train/score/<key>``; ``pos_var`` only goes to scores.json (keeps the
@@ -45,7 +45,9 @@ def score_stats(
         temperature: ``T`` of the exp-scores ``exp(s / T)``.
         valid: ``[A, C]`` bool, which entries of ``neg`` are negatives (``None``: all).
 
-    Variances are population variances (``1/n``).
+    Variances are population variances (``1/n``). Under N processes each computes these on its
+    own anchors (against the global negatives); epoch summaries average them over processes, which
+    equals the one-process value for every statistic except ``pos_var`` (a per-process variance).
     """
     pos, neg = pos.float(), neg.float()
     exp_neg = torch.exp(neg / temperature)
@@ -138,8 +140,8 @@ class ScoreTracker:
             packed = all_reduce_sum(packed)
         s, c = packed[:6], packed[6:8]
         hp, hn = packed[8 : 8 + self.bins], packed[8 + self.bins :]
-        steps = max(1.0, float(c[0]))
-        rec = {"epoch": int(epoch), "steps": int(round(steps)), "ft_active": bool(c[1] > 0)}
+        steps = max(1.0, float(c[0]))  # summed over processes: means are over (process, step)
+        rec = {"epoch": int(epoch), "steps": int(round(steps / world_size())), "ft_active": bool(c[1] > 0)}
         rec.update({k: float(v) / steps for k, v in zip(STAT_KEYS, s.tolist())})
         rec["hist_pos"] = [int(round(v)) for v in hp.tolist()]
         rec["hist_neg"] = [int(round(v)) for v in hn.tolist()]
