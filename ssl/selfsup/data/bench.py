@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .sources import Source
+from .sources import InMemorySource, Source
 
 
-class SyntheticSource(Source):
+class SyntheticSource(InMemorySource):
     """``n`` random pictures of ``size`` px: blurred colour fields with rectangles and discs."""
 
     name = "synthetic"
@@ -61,16 +61,6 @@ class SyntheticSource(Source):
         imgs += rng.normal(0, 0.02, imgs.shape).astype(np.float32)
         self.images = (np.clip(imgs, 0, 1) * 255).round().astype(np.uint8)
         self._labels = rng.integers(0, num_classes, n).astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i], int(self._labels[i])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
 
 class EncodedSource(Source):

@@ -35,6 +35,23 @@ class Source:
         return np.array([self[i][1] for i in range(len(self))], dtype=np.int64)
 
 
+class InMemorySource(Source):
+    """A source held as arrays: ``images`` ``[N, H, W, 3]`` uint8 and ``_labels`` ``[N]`` int64."""
+
+    images: np.ndarray
+    _labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self._labels[i])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+
 def to_rgb_uint8(img) -> np.ndarray:
     """Convert a PIL image (any mode) or an array to an HWC uint8 RGB array."""
     from PIL import Image
@@ -53,7 +70,7 @@ def to_rgb_uint8(img) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-class DigitsSource(Source):
+class DigitsSource(InMemorySource):
     """scikit-learn's handwritten digits (1,797 real 8x8 scans, 10 classes), upscaled to RGB.
 
     The split is fixed (stratified, seed 0): 1,347 train / 450 test images. Embedded in
@@ -74,16 +91,6 @@ class DigitsSource(Source):
         imgs = digits.images[keep] / 16.0  # [N, 8, 8] in [0, 1]
         self._labels = digits.target[keep].astype(np.int64)
         self.images = _upscale(imgs, image_size)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i], int(self._labels[i])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
 
 def _upscale(imgs: np.ndarray, size: int) -> np.ndarray:
@@ -147,7 +154,7 @@ class ImageFolderSource(Source):
         return np.array([c for _, c in self.samples], dtype=np.int64)
 
 
-class CIFARSource(Source):
+class CIFARSource(InMemorySource):
     """CIFAR-10/100 from the python pickles in a local folder (no download)."""
 
     def __init__(self, root: str | Path | None, split: str = "train", num_classes: int = 10) -> None:
@@ -168,18 +175,8 @@ class CIFARSource(Source):
             ds = cls(str(root), train=(split == "train"), download=False)
         except RuntimeError as e:
             raise DataError(f"CIFAR-{num_classes} under '{root}' is incomplete or corrupt: {e}") from None
-        self.data = ds.data  # [N, 32, 32, 3] uint8
+        self.images = ds.data  # [N, 32, 32, 3] uint8
         self._labels = np.asarray(ds.targets, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.data[i], int(self._labels[i])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
 
 class Subset(Source):
