@@ -59,7 +59,7 @@ def run_info(run_dir: Path) -> dict:
 def run_one(base: Path, method: str, variant: str, seed: int, out: Path, overrides: list[str]) -> dict:
     import yaml
 
-    from selfsup.config import dump_recipe, load_recipe
+    from selfsup.recipe import dump_recipe, load_recipe
     from selfsup.workflow import pretrain_and_evaluate
 
     run_dir = out / method / variant / f"seed{seed}"

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 def train_all(out: Path, args) -> None:
     """Train every model of the replication into ``out/<run>``, one after another."""
     from selfsup.commands.compat_train import compat_train
-    from selfsup.config import load_recipe
+    from selfsup.recipe import load_recipe
     from selfsup.workflow import pretrain_and_evaluate
 
     common = ["train.progress=false"]
@@ -119,9 +119,9 @@ def report(out: Path, docs: Path, args) -> None:
     """Evaluate the trained runs in ``out`` and write the markdown report and the matrix PNG."""
     import numpy as np
 
-    from selfsup.compat.evaluate import model_features
-    from selfsup.config import load_recipe
+    from selfsup.eval.compat_retrieval import model_features
     from selfsup.eval.compatibility import METRICS, ac_am, compat_matrices, plot_compat_matrix
+    from selfsup.recipe import load_recipe
 
     data = load_recipe(RECIPES / "new_independent.yaml").data
     cache = out / "features"

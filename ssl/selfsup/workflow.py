@@ -35,8 +35,8 @@ def pretrain_and_evaluate(
 
 
 def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
-    from .engine.checkpoint import load_encoder
     from .eval.runner import evaluate
+    from .models.export import load_encoder
 
     encoder, info = load_encoder(run_dir / "encoder.pt")
     tasks = recipe.eval.run
@@ -46,7 +46,8 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
     if recipe.eval.compare_random_init:
         import torch
 
-        from .models.backbones import create_backbone, fingerprint
+        from .models.backbones import create_backbone
+        from .models.export import fingerprint
 
         torch.manual_seed(recipe.seed)
         rnd = create_backbone(recipe.model).eval()

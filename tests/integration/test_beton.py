@@ -300,7 +300,7 @@ def _channel_stats(loader, batches: int = 4) -> tuple[np.ndarray, np.ndarray]:
 def test_ffcv_loader_batches_match_torchvision_loader(ffcv_loader, raw_beton, arrays):
     """Every pipeline builds (crop, flip, jitter, grayscale, blur, solarize, multi-crop) and the two
     loaders give the same samples, shapes, dtypes and comparable augmentation statistics."""
-    from selfsup.data.loaders import TorchvisionTrainLoader
+    from selfsup.data.torchvision_loader import TorchvisionTrainLoader
 
     recipe = _recipe(raw_beton, local_views=1)
     recipe.data.num_workers = 0  # in-process: no worker start-up per epoch
@@ -345,7 +345,8 @@ def test_ffcv_loader_epochs_resume_and_early_stop(ffcv_loader):
 
 @pytest.mark.timeout(180)
 def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
-    from selfsup.data.ffcv_loader import FFCVTrainLoader, shard_positions
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+    from selfsup.data.sharding import shard_positions
 
     recipe = _recipe(raw_beton, batch=10)
     recipe.data.augment.jitter_p = recipe.data.augment.blur_p = recipe.data.augment.solarize_p = 0.0

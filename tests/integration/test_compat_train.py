@@ -12,11 +12,12 @@ import torch
 from selfsup.cli import main
 from selfsup.compat.attach import attach_compat
 from selfsup.compat.common import pseudo_classifier
-from selfsup.config import load_recipe
-from selfsup.engine.checkpoint import export_encoder, load_encoder, read_checkpoint
 from selfsup.errors import CheckpointError
 from selfsup.methods import build_method
-from selfsup.models.backbones import arch_dict, create_backbone, fingerprint
+from selfsup.models.backbones import create_backbone
+from selfsup.models.export import arch_dict, export_encoder, fingerprint, load_encoder
+from selfsup.recipe import load_recipe
+from selfsup.utils.checkpoint import read_checkpoint
 
 from ..conftest import assert_user_error, run_cli, tiny_recipe, write_recipe
 

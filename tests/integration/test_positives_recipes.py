@@ -50,7 +50,8 @@ def sets(items: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("base,variant", PAIRS)
 def test_recipe_pairs_toggle_only_the_generator(base, variant):
-    from selfsup.config import load_recipe, to_dict
+    from selfsup.config import to_dict
+    from selfsup.recipe import load_recipe
 
     a, b = (to_dict(load_recipe(ROOT / "recipes" / n)) for n in (base, variant))
     assert a.pop("positives") == [] and len(b.pop("positives")) == 1
@@ -73,9 +74,9 @@ def test_recipe_runs_two_steps_on_cpu(name, tmp_path):
     assert has_hal == ("hallucinator" in name) and has_ft == name.endswith("_ft.yaml")
     # The generators were attached before the optimizer was built: it holds their parameters too.
     n_opt = sum(len(g["params"]) for g in ck["optimizer"]["param_groups"])
-    from selfsup.config import load_recipe
     from selfsup.methods import build_method
     from selfsup.positives.attach import attach_positives
+    from selfsup.recipe import load_recipe
 
     r = load_recipe(ROOT / "recipes" / name, SMALL)
     m = build_method(r)

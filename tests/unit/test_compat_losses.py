@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from selfsup.compat.bct import BCTTerm, influence_loss
 from selfsup.compat.bt2 import bt2_losses
 from selfsup.compat.common import class_means
-from selfsup.compat.heads import BT2Head, EmbedHead, build_head
 from selfsup.compat.hotrefresh import new_to_old_nce
 from selfsup.compat.oca import OCAConfig, OCATerm
+from selfsup.models.compat_heads import BT2Head, EmbedHead, build_head
 
 
 def _assert_orthogonal(w: torch.Tensor) -> None:

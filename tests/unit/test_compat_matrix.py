@@ -114,10 +114,10 @@ def test_cli_compat_matrix(tmp_path, monkeypatch):
     by_path = {"old.pt": feats[0], "new.pt": feats[1], "indep.pt": feats[2]}
     fake_features = types.ModuleType("selfsup.eval.features")
     fake_features.features_from_args = lambda ckpt, data, split, bs: (by_path[ckpt], y)
-    fake_ckpt = types.ModuleType("selfsup.engine.checkpoint")
+    fake_ckpt = types.ModuleType("selfsup.models.export")
     fake_ckpt.load_encoder = lambda path: (None, {"model_id": path[:-3], "fingerprint": path})
     monkeypatch.setitem(sys.modules, "selfsup.eval.features", fake_features)
-    monkeypatch.setitem(sys.modules, "selfsup.engine.checkpoint", fake_ckpt)
+    monkeypatch.setitem(sys.modules, "selfsup.models.export", fake_ckpt)
 
     out = tmp_path / "run"
     argv = ["compat", "matrix", "--models", "old.pt", "new.pt", "--data", "digits", "--out", str(out)]

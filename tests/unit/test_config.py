@@ -2,8 +2,8 @@
 
 import pytest
 
-from selfsup.config import dump_recipe, load_recipe
 from selfsup.errors import ConfigError
+from selfsup.recipe import dump_recipe, load_recipe
 
 
 def test_defaults_and_types():

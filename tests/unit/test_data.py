@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.config import load_recipe
 from selfsup.data.augment import MultiView, view_seed
-from selfsup.data.loaders import ShardedBatchSampler, TorchvisionTrainLoader, epoch_permutation
+from selfsup.data.sharding import ShardedBatchSampler, epoch_permutation
 from selfsup.data.sources import DigitsSource, ImageFolderSource, build_source, to_rgb_uint8
+from selfsup.data.torchvision_loader import TorchvisionTrainLoader
 from selfsup.errors import DataError
+from selfsup.recipe import load_recipe
 
 
 def test_digits_fixed_split_and_format():

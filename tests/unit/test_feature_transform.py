@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from selfsup.config import load_recipe
 from selfsup.errors import ConfigError
 from selfsup.methods import build_method
 from selfsup.positives.attach import attach_positives
@@ -21,6 +20,7 @@ from selfsup.positives.feature_transform import (
 )
 from selfsup.positives.hooks import simclr_loss
 from selfsup.positives.score_stats import STAT_KEYS, ScoreTracker, score_stats
+from selfsup.recipe import load_recipe
 
 TINY = {"backbone": "resnet18", "cifar_stem": True, "width": 4}
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from selfsup.config import load_recipe
 from selfsup.errors import ConfigError
 from selfsup.losses.contrastive import info_nce, nt_xent
 from selfsup.losses.regression import negative_cosine
@@ -15,6 +14,7 @@ from selfsup.methods import build_method
 from selfsup.positives.attach import attach_positives
 from selfsup.positives.hallucinator import Hallucinator
 from selfsup.positives.hooks import moco_loss, simclr_loss, simsiam_hallucinate
+from selfsup.recipe import load_recipe
 
 TINY_MODEL = {"backbone": "resnet18", "cifar_stem": True, "width": 4}
 METHODS = {

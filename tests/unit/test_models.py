@@ -6,13 +6,13 @@ import pytest
 import timm
 import torch
 
-from selfsup.config import load_recipe
-from selfsup.engine.checkpoint import export_encoder, load_encoder
-from selfsup.engine.dist import GlobalBatchNorm, convert_sync_bn
 from selfsup.engine.optim import LARS, WarmupCosine
 from selfsup.errors import CheckpointError, ConfigError
-from selfsup.models.backbones import arch_dict, create_backbone
+from selfsup.models.backbones import create_backbone
+from selfsup.models.export import arch_dict, export_encoder, load_encoder
 from selfsup.models.momentum import momentum_copy, momentum_update
+from selfsup.recipe import load_recipe
+from selfsup.utils.dist import GlobalBatchNorm, convert_sync_bn
 
 
 def test_width_and_cifar_stem():

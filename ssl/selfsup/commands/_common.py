@@ -22,9 +22,9 @@ def add_eval_args(p) -> None:
 
 def run_eval(args, task: str) -> int:
     from ..config import EvalConfig, from_dict
-    from ..engine.checkpoint import load_encoder
     from ..eval.features import parse_data_spec
     from ..eval.runner import evaluate
+    from ..models.export import load_encoder
     from ..utils.io import write_metrics
 
     encoder, info = load_encoder(args.ckpt)

@@ -30,8 +30,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
+    from ..bench_step import bench_step
     from ..errors import UserError
-    from ..positives.bench import bench_step
 
     if args.batch < 2 or args.steps < 1 or args.warmup < 0:
         raise UserError("--batch must be >= 2, --steps >= 1 and --warmup >= 0")

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _name(path: str) -> str:
-    from ..engine.checkpoint import load_encoder
+    from ..models.export import load_encoder
 
     _, info = load_encoder(path)
     return str(info.get("model_id") or path)

@@ -39,10 +39,10 @@ def compat_train(
     """Train ``recipe_src`` (path or dict) against ``old``; returns the run's metrics."""
     from pathlib import Path
 
-    from ..compat.evaluate import check_comparable, compat_retrieval
-    from ..config import load_recipe
-    from ..engine.checkpoint import load_encoder
     from ..errors import ConfigError
+    from ..eval.compat_retrieval import check_comparable, compat_retrieval
+    from ..models.export import load_encoder
+    from ..recipe import load_recipe
     from ..utils.io import write_metrics
     from ..workflow import pretrain_and_evaluate
 

@@ -16,7 +16,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from ..config import load_recipe
+    from ..recipe import load_recipe
     from ..workflow import pretrain_and_evaluate
 
     recipe_path = Path(args.recipe) if args.recipe else demo_recipe_path()

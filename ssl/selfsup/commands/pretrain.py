@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_recipe
+    from ..recipe import load_recipe
     from ..workflow import pretrain_and_evaluate
 
     recipe = load_recipe(args.recipe, args.overrides)

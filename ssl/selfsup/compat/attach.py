@@ -12,6 +12,6 @@ def attach_compat(method, recipe) -> None:
     """
     if recipe.compat is None:
         return
-    from . import COMPAT_METHODS
+    from .common import COMPAT
 
-    COMPAT_METHODS[recipe.compat.name].attach(method, recipe, recipe.compat)
+    COMPAT.lookup(recipe.compat.name, "compat.name").attach(method, recipe, recipe.compat)

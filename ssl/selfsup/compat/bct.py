@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.checkpoint import read_checkpoint
 from ..errors import ConfigError
+from ..utils.checkpoint import read_checkpoint
 from .common import (
     CompatConfig,
     CompatTerm,
@@ -36,6 +36,7 @@ from .common import (
     load_frozen,
     ls_ce,
     num_classes_of,
+    register,
     training_features,
 )
 
@@ -46,9 +47,6 @@ class BCTConfig(CompatConfig):
     classifier: str = "pseudo"  # pseudo (BT-2/OCA baseline) | old (paper: frozen old classifier)
     weight: float | None = None  # lambda; None: 10 for pseudo, 1 for old
     label_smoothing: float | None = None  # None: 0.1 for pseudo, 0 for old
-
-
-Config = BCTConfig
 
 
 def influence_loss(
@@ -132,3 +130,6 @@ def attach(method, recipe, cfg: BCTConfig) -> None:
         smoothing = 0.0 if cfg.label_smoothing is None else cfg.label_smoothing
     method.extra_terms.append(BCTTerm(weight, bias, lam, smoothing))
     install_export(method, compatible_with=[info["fingerprint"]])
+
+
+register(BCTConfig, attach)

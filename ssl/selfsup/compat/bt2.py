@@ -1,7 +1,7 @@
 """BT²: backward-compatible training with basis transformation (Zhou et al., ICCV 2023, arXiv 2211.03989).
 
 The new model's retrieval feature ``phi [B, k + d_new]`` is an orthogonal transformation of
-``[u; C f]`` (see :class:`selfsup.compat.heads.BT2Head`): the first ``d_old`` dims ``b`` are the
+``[u; C f]`` (see :class:`selfsup.models.compat_heads.BT2Head`): the first ``d_old`` dims ``b`` are the
 old-compatible part, the remaining ones extra capacity. With ``b_hat = normalize(b)`` and the
 pseudo-classifier ``P [C, d_old]`` (class means of the old model's normalised features over the
 new training set), the loss is (card section 2)::
@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..models.compat_heads import BT2Head
 from .common import (
     CompatConfig,
     CompatTerm,
@@ -39,9 +40,9 @@ from .common import (
     load_frozen,
     ls_ce,
     num_classes_of,
+    register,
     training_features,
 )
-from .heads import BT2Head
 
 
 @dataclass
@@ -55,9 +56,6 @@ class BT2Config(CompatConfig):
     lambda2: float = 10.0  # pseudo-classifier CE on b_hat
     lambda3: float = 5.0  # alignment of b_hat with the old feature
     label_smoothing: float = 0.1  # on the pseudo-classifier CE (the first CE has none)
-
-
-Config = BT2Config
 
 
 def bt2_losses(
@@ -162,3 +160,6 @@ def attach(method, recipe, cfg: BT2Config) -> None:
         method.disable_classifier()
     method.extra_terms.append(BT2Term(head, num_classes, pseudo, old, teacher, cfg))
     install_export(method, head.export, head.spec(), [info["fingerprint"]])
+
+
+register(BT2Config, attach)

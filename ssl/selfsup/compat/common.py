@@ -7,6 +7,7 @@ retrieval feature, sliced to the old model's dimension ``d_old``, is comparable 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, ConfigError
+from ..utils.registry import Registry
+
+
+@dataclass(frozen=True)
+class CompatSpec:
+    """A compat method: its recipe config and ``attach(method, recipe, cfg)``."""
+
+    config: type
+    attach: Callable[..., None]
+
+
+COMPAT: Registry[CompatSpec] = Registry("compat method")
+
+
+def register(config: type, attach: Callable[..., None]) -> None:
+    """Make a compat method available to recipes as ``compat: {name: <config.name>, ...}``."""
+    COMPAT.add(config.name, CompatSpec(config, attach))
 
 
 @dataclass
@@ -36,7 +54,7 @@ def load_frozen(path: str | None, what: str = "compat.old") -> tuple[nn.Module, 
     Raises :class:`CheckpointError` with a one-line fix when the path is unset, missing or not an
     encoder.
     """
-    from ..engine.checkpoint import load_encoder
+    from ..models.export import load_encoder
 
     if not path:
         raise CheckpointError(
@@ -101,11 +119,11 @@ def training_features(
     """Features ``[N, d]`` and labels ``[N]`` of the recipe's (new) training set under ``encoder``.
 
     Uses the evaluation transform (resize + normalise, no augmentation) through
-    :func:`selfsup.eval.features.extract_features`, so the result is deterministic; the BT-2/OCA
+    :func:`selfsup.data.embed.extract_features`, so the result is deterministic; the BT-2/OCA
     code averages over one pass of its training transform instead.
     """
+    from ..data.embed import extract_features
     from ..data.sources import build_source
-    from ..eval.features import extract_features
 
     src = build_source(recipe.data, "train")
     device = next(encoder.parameters()).device
@@ -179,7 +197,7 @@ def install_export(method, head_export=None, arch_head: dict | None = None, comp
     """Make ``method.encoder()`` / ``method.export_info()`` produce the compatible retrieval model.
 
     With a head, the exported encoder is ``nn.Sequential(backbone, head)`` (rebuilt by
-    :func:`selfsup.models.backbones.build_from_arch` from ``arch["head"] = arch_head``);
+    :func:`selfsup.models.export.build_from_arch` from ``arch["head"] = arch_head``);
     ``compatible_with`` lists the old model's fingerprint for index upgrades. Instance attributes
     override the class methods because the trainer (which we do not change) calls these two.
     """

@@ -25,8 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .common import CompatConfig, CompatTerm, check_dims, check_preprocessing, install_export, load_frozen
-from .heads import LinearHead
+from ..models.compat_heads import LinearHead
+from .common import (
+    CompatConfig,
+    CompatTerm,
+    check_dims,
+    check_preprocessing,
+    install_export,
+    load_frozen,
+    register,
+)
 
 
 @dataclass
@@ -35,9 +43,6 @@ class HotRefreshConfig(CompatConfig):
     weight: float = 1.0  # lambda
     temperature: float = 0.01  # T (card)
     match: str = "slice"  # slice | project
-
-
-Config = HotRefreshConfig
 
 
 def new_to_old_nce(new: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -83,3 +88,6 @@ def attach(method, recipe, cfg: HotRefreshConfig) -> None:
         install_export(method, head.export, head.spec(), [info["fingerprint"]])
     else:
         install_export(method, compatible_with=[info["fingerprint"]])
+
+
+register(HotRefreshConfig, attach)

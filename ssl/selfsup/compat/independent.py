@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import CompatConfig, check_dims, load_frozen
+from .common import CompatConfig, check_dims, load_frozen, register
 
 
 @dataclass
@@ -19,9 +19,9 @@ class IndependentConfig(CompatConfig):
     name: str = "independent"
 
 
-Config = IndependentConfig
-
-
 def attach(method, recipe, cfg: IndependentConfig) -> None:
     _, info = load_frozen(cfg.old)
     check_dims(info["dim"], method.feat_dim, "backbone")
+
+
+register(IndependentConfig, attach)

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..models.compat_heads import EmbedHead, ortho_linear
 from .common import (
     CompatConfig,
     CompatTerm,
@@ -34,9 +35,9 @@ from .common import (
     load_frozen,
     ls_ce,
     num_classes_of,
+    register,
     training_features,
 )
-from .heads import EmbedHead, ortho_linear
 
 
 @dataclass
@@ -47,9 +48,6 @@ class OCAConfig(CompatConfig):
     w_pseudo: float = 10.0  # pseudo-classifier CE on normalize(h_bct)
     w_anchor: float = 5.0  # prototype anchoring 1 - cos(P[y], h_bct)
     label_smoothing: float = 0.1
-
-
-Config = OCAConfig
 
 
 def oca_losses(
@@ -101,3 +99,6 @@ def attach(method, recipe, cfg: OCAConfig) -> None:
         method.disable_classifier()
     method.extra_terms.append(OCATerm(head, num_classes, protos, cfg))
     install_export(method, head.export, head.spec(), [info["fingerprint"]])
+
+
+register(OCAConfig, attach)

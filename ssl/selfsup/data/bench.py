@@ -7,7 +7,7 @@ that one loader's threads, JIT state or forked workers cannot slow the other:
 
 - ``loader/ffcv_img_per_s``: :class:`~selfsup.data.ffcv_loader.FFCVTrainLoader`, two SimCLR views
   (crop, flip, colour jitter, grayscale, blur) per image;
-- ``loader/torchvision_img_per_s``: :class:`~selfsup.data.loaders.TorchvisionTrainLoader` over the
+- ``loader/torchvision_img_per_s``: :class:`~selfsup.data.torchvision_loader.TorchvisionTrainLoader` over the
   same encoded images (decoded in its workers), same recipe, same number of workers;
 - ``loader/decode_img_per_s``: the ceiling, FFCV reading and decoding each image once with no
   augmentation, same threads;
@@ -133,7 +133,7 @@ def _measure(kind: str, beton: str, size: int, batch_size: int, workers: int) ->
         return {"img_per_s": n / timed, "warmup_s": warm + build, "images": n}
     if kind == "torchvision":
         from .beton import BetonSource
-        from .loaders import TorchvisionTrainLoader
+        from .torchvision_loader import TorchvisionTrainLoader
 
         beton_src = BetonSource(beton)
         if beton_src.info["fields"]["image"]["mode"] == "raw":

@@ -1,6 +1,6 @@
 """Multi-view SSL training loader on FFCV.
 
-Implements :class:`selfsup.data.loaders.TrainLoader` with the same batches as the torchvision
+Implements :class:`selfsup.data.base.TrainLoader` with the same batches as the torchvision
 loader: ``{"views": [B x 3 x H x W float32] * (views + local_views), "label", "index"}``.
 
 Each view is its own FFCV pipeline over the one stored ``image`` field (the image is decoded once
@@ -13,7 +13,7 @@ hangs it), and only the decoders are compiled when a run starts. The channel tra
 loop, does all the per-pixel work; batches are copied out of FFCV's reused buffers.
 
 Sharding is index-based, not FFCV's ``distributed=True``: each epoch uses the torchvision loader's
-permutation (:func:`selfsup.data.loaders.epoch_permutation` of ``(seed, epoch)``), global batch
+permutation (:func:`selfsup.data.sharding.epoch_permutation` of ``(seed, epoch)``), global batch
 ``g`` is ``perm[g*B*W:(g+1)*B*W]`` and rank ``r`` takes its ``r``-th slice of ``B``. Reasons:
 
 - both loaders then feed every rank the same samples at every step (only the augmentations'
@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .loaders import TrainLoader, epoch_permutation
+from .base import TrainLoader
+from .sharding import shard_positions
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,13 +55,6 @@ def ffcv_available() -> bool:
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
         return False
     return True
-
-
-def shard_positions(n: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int) -> np.ndarray:
-    """Positions (into the training set) that ``rank`` reads in ``epoch``, batch after batch."""
-    steps = n // (batch_size * world_size)
-    perm = epoch_permutation(n, seed, epoch)[: steps * batch_size * world_size]
-    return perm.reshape(steps, world_size, batch_size)[:, rank, :].reshape(-1)
 
 
 def _shard_order_class():
@@ -130,7 +124,7 @@ def view_sizes(data_cfg) -> list[tuple[int, tuple[float, float]]]:
 
 
 class FFCVTrainLoader(TrainLoader):
-    """The FFCV implementation of :class:`~selfsup.data.loaders.TrainLoader` (see module docstring).
+    """The FFCV implementation of :class:`~selfsup.data.base.TrainLoader` (see module docstring).
 
     Args:
         recipe: the run's :class:`~selfsup.config.Recipe` (``data`` and ``seed`` are used).

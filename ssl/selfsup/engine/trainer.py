@@ -17,16 +17,11 @@ import torch
 
 from ..config import Recipe, dump_recipe, to_dict
 from ..errors import CheckpointError, UserError
+from ..models.export import export_encoder
+from ..utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+from ..utils.dist import convert_sync_bn
 from ..utils.io import atomic_write_text, write_metrics
-from .checkpoint import (
-    export_encoder,
-    load_model_state,
-    read_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from .dist import convert_sync_bn
+from .checkpoint import rng_state, set_rng_state
 from .logging import RunLogger
 from .optim import WarmupCosine, build_optimizer, peak_lr
 
@@ -120,7 +115,7 @@ class Trainer:
         return self.acc.unwrap_model(self.model)
 
     def _state(self) -> dict:
-        from ..models.backbones import arch_dict
+        from ..models.export import arch_dict
 
         return {
             "model": self.method.state_dict(),
@@ -298,7 +293,7 @@ class Trainer:
         return summary
 
     def export(self) -> Path:
-        from ..models.backbones import arch_dict, fingerprint
+        from ..models.export import arch_dict, fingerprint
 
         enc = self.method.encoder()
         path = self.run_dir / "encoder.pt"

@@ -10,32 +10,8 @@ import numpy as np
 import torch
 
 from ..config import DataConfig, from_dict
+from ..data.embed import extract_features
 from ..errors import UserError
-
-
-@torch.no_grad()
-def extract_features(
-    encoder: torch.nn.Module,
-    source,
-    data_cfg: DataConfig,
-    batch_size: int = 256,
-    progress: bool = True,
-    device: str | torch.device | None = None,
-    desc: str = "features",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features ``[N, D]`` float32 and labels ``[N]`` of a source, in source order."""
-    from tqdm.auto import tqdm
-
-    from ..data.loaders import build_eval_loader
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder = encoder.to(device).eval()
-    loader = build_eval_loader(source, data_cfg, batch_size)
-    feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        feats.append(encoder(x.to(device)).float().cpu())
-        labels.append(y)
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64)
 
 
 def parse_data_spec(spec: str | None, base: DataConfig | None = None) -> DataConfig:
@@ -103,7 +79,7 @@ def features_from_args(
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a checkpoint and return ``(features [N, D] float32, labels [N])`` of a split."""
-    from ..engine.checkpoint import load_encoder
+    from ..models.export import load_encoder
 
     encoder, info = load_encoder(ckpt_path)
     base = None

@@ -55,7 +55,7 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 def model_info_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Model info from the checkpoint (``load_encoder``) or from the ``--feats`` flags."""
     if args.ckpt:
-        from ..engine.checkpoint import load_encoder
+        from ..models.export import load_encoder
 
         _, info = load_encoder(args.ckpt)
         return dict(info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.dist import gather_with_grad, rank
+from ..utils.dist import gather_with_grad, rank
 
 
 def nt_xent(

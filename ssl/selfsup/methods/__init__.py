@@ -1,20 +1,20 @@
-"""Methods: one file each over :class:`~selfsup.methods.base.Method`."""
+"""Methods: one file each over :class:`~selfsup.methods.base.Method`, registered by name.
+
+Every module of this package is imported here, so a new method is one new file that decorates its
+class with :func:`~selfsup.methods.base.register`; recipes then select it with ``method.name``.
+"""
 
 from __future__ import annotations
 
-from .base import Method
-from .moco import MoCo
-from .simclr import SimCLR
-from .simsiam import SimSiam
-from .supervised import Supervised
+from ..utils.registry import import_submodules
+from .base import METHODS, Method, register
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, MoCo, SimSiam, Supervised)}
-METHOD_CONFIGS: dict[str, type] = {name: m.Config for name, m in METHODS.items()}
+import_submodules(__name__, __path__)
 
 
 def build_method(recipe) -> Method:
-    """The recipe's method, with its backbone, heads and (after this call) positive generators."""
-    return METHODS[recipe.method.name](recipe)
+    """The recipe's method with its backbone and heads (positives and compat terms attach later)."""
+    return METHODS.lookup(recipe.method.name, "method.name")(recipe)
 
 
-__all__ = ["METHODS", "METHOD_CONFIGS", "Method", "build_method"]
+__all__ = ["METHODS", "Method", "build_method", "register"]

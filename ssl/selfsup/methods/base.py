@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from ..config import MethodConfig, Recipe
 from ..models.backbones import create_backbone
+from ..utils.registry import Registry
 
 
 class Method(nn.Module):
@@ -77,3 +78,13 @@ class Method(nn.Module):
     def fixed_lr_params(self) -> list[nn.Parameter]:
         """Parameters whose lr the schedule does not change (SimSiam's predictor)."""
         return []
+
+
+# name -> Method subclass; each method file registers its class with @register.
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available to recipes as ``method.name: <cls.name>``."""
+    METHODS.add(cls.name, cls)
+    return cls

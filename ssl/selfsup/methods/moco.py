@@ -25,13 +25,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import MethodConfig
-from ..engine.dist import gather_nograd, rank, world_size
 from ..errors import ConfigError
 from ..models.heads import mlp
 from ..models.momentum import momentum_copy, momentum_update
 from ..positives.hooks import epoch_end, moco_loss
 from ..positives.score_stats import ScoreTracker
-from .base import Method
+from ..utils.dist import gather_nograd, rank, world_size
+from .base import Method, register
 
 
 @dataclass
@@ -48,6 +48,7 @@ class MoCoConfig(MethodConfig):
     bn_splits: int = 1
 
 
+@register
 class MoCo(Method):
     name = "moco"
     Config = MoCoConfig

@@ -16,7 +16,7 @@ from ..config import MethodConfig
 from ..models.heads import mlp
 from ..positives.hooks import epoch_end, simclr_loss
 from ..positives.score_stats import ScoreTracker
-from .base import Method
+from .base import Method, register
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SimCLRConfig(MethodConfig):
     gather: bool = True  # negatives from all processes
 
 
+@register
 class SimCLR(Method):
     name = "simclr"
     Config = SimCLRConfig

@@ -16,7 +16,7 @@ from ..config import MethodConfig
 from ..losses.regression import negative_cosine
 from ..models.heads import mlp
 from ..positives.hooks import simsiam_hallucinate
-from .base import Method
+from .base import Method, register
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SimSiamConfig(MethodConfig):
     fix_pred_lr: bool = True
 
 
+@register
 class SimSiam(Method):
     name = "simsiam"
     Config = SimSiamConfig

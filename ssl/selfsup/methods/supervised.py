@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import MethodConfig
-from .base import Method
+from .base import Method, register
 
 
 @dataclass
@@ -40,6 +40,7 @@ def source_num_classes(data_cfg) -> int:
     return max(n, int(src.labels.max()) + 1)
 
 
+@register
 class Supervised(Method):
     name = "supervised"
     Config = SupervisedConfig

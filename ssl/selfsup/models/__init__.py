@@ -1,6 +1,7 @@
-"""Backbones (timm), projector/predictor heads and momentum encoders."""
+"""Backbones (timm), heads, momentum encoders, and exported encoders."""
 
-from .backbones import create_backbone, load_backbone_file
+from .backbones import create_backbone
+from .export import export_encoder, load_encoder
 from .heads import mlp
 
-__all__ = ["create_backbone", "load_backbone_file", "mlp"]
+__all__ = ["create_backbone", "export_encoder", "load_encoder", "mlp"]

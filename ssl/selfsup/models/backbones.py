@@ -7,29 +7,18 @@
   CIFAR variant, as in SimCLR's CIFAR experiments and the Hallucinator's configs);
 - ``width``: ResNet channel widths ``(w, 2w, 4w, 8w)`` and stem ``w`` (64 is standard).
 
-Exported backbones (``encoder.pt``) hold the architecture next to the weights; a backbone with
-neither option loads straight into ``timm.create_model(name, num_classes=0)``.
+Exporting and loading encoders (architecture description, weights, fingerprint) is
+:mod:`selfsup.models.export`.
 """
 
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 import timm
-import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError, ConfigError
-
-
-def arch_dict(model_cfg) -> dict:
-    return {
-        "backbone": model_cfg.backbone,
-        "cifar_stem": bool(model_cfg.cifar_stem),
-        "width": model_cfg.width,
-        "kwargs": dict(model_cfg.kwargs or {}),
-    }
+from ..errors import ConfigError
 
 
 def _timm_kwargs(arch: dict) -> dict:
@@ -53,17 +42,8 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
     model.maxpool = nn.Identity()
 
 
-def build_from_arch(arch: dict) -> nn.Module:
-    """The backbone an ``arch`` describes; with ``arch["head"]`` (a compatible model's retrieval
-    head, see :mod:`selfsup.compat.heads`) ``nn.Sequential(backbone, head)`` whose ``num_features``
-    is the head's output width."""
-    if arch.get("head"):
-        from ..compat.heads import build_head
-
-        head = build_head(arch["head"])
-        model = nn.Sequential(build_from_arch({k: v for k, v in arch.items() if k != "head"}), head)
-        model.num_features = int(head.out_dim)
-        return model
+def build_backbone(arch: dict) -> nn.Module:
+    """The timm backbone an architecture dict describes (see :func:`selfsup.models.export.arch_dict`)."""
     name = arch["backbone"]
     if name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
@@ -80,35 +60,11 @@ def build_from_arch(arch: dict) -> nn.Module:
 
 def create_backbone(model_cfg) -> nn.Module:
     """A timm backbone without classifier; ``model.num_features`` is its output width."""
-    return build_from_arch(arch_dict(model_cfg))
-
-
-def load_backbone_file(path: str | Path) -> tuple[nn.Module, dict]:
-    """Load an exported ``encoder.pt`` (or a training checkpoint) into a fresh backbone."""
-    from ..engine.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    if "arch" not in ckpt or ("encoder" not in ckpt and "state_dict" not in ckpt):
-        raise CheckpointError(f"'{path}' is not a selfsup checkpoint or exported encoder")
-    model = build_from_arch(ckpt["arch"])
-    sd = ckpt.get("encoder") or ckpt["state_dict"]
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(
-            f"'{path}' does not match architecture {ckpt['arch']['backbone']}: {first}"
-        ) from None
-    return model, ckpt
-
-
-@torch.no_grad()
-def fingerprint(model: nn.Module) -> str:
-    """A short hash of the weights: identifies one model version in indexes and reports."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return build_backbone(
+        {
+            "backbone": model_cfg.backbone,
+            "cifar_stem": bool(model_cfg.cifar_stem),
+            "width": model_cfg.width,
+            "kwargs": dict(model_cfg.kwargs or {}),
+        }
+    )

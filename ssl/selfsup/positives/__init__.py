@@ -1,15 +1,13 @@
 """Positive generators that plug into contrastive methods (Hallucinator, Feature Transformation).
 
-Each generator has a config dataclass (with a ``name`` field) registered here; recipes list them
-under ``positives:`` and :func:`selfsup.positives.attach.attach_positives` attaches them.
+Each generator's file defines its recipe config and a builder and registers both
+(:func:`selfsup.positives.base.register`); recipes list generators under ``positives:`` and
+:func:`selfsup.positives.attach.attach_positives` attaches them to a method.
 """
 
-from .feature_transform import FeatureTransformConfig
-from .hallucinator import HallucinatorConfig
+from ..utils.registry import import_submodules
+from .base import POSITIVES
 
-# name -> config dataclass (each with a ``name`` field).
-POSITIVE_CONFIGS: dict[str, type] = {
-    "hallucinator": HallucinatorConfig,
-    "ft": FeatureTransformConfig,
-    "feature_transform": FeatureTransformConfig,  # long alias of "ft"
-}
+import_submodules(__name__, __path__)
+
+__all__ = ["POSITIVES"]

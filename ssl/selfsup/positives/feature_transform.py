@@ -41,7 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..engine.dist import rank, world_size
+from ..errors import ConfigError
+from ..utils.dist import rank, world_size
+from .base import choice, register
 
 
 @dataclass
@@ -153,3 +155,31 @@ class FeatureTransform(nn.Module):
 def extrapolated_positive_score(c: float, lam: float) -> float:
     """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c`` (card, Sec. 2)."""
     return (lam**2 + (1 - lam) ** 2) * c + 2 * lam * (1 - lam)
+
+
+FT_METHODS = ("moco", "simclr")  # methods with negatives
+
+
+def build(method, cfg: FeatureTransformConfig, where: str) -> FeatureTransform:
+    """FT for ``method`` (which must have negatives); refuses invalid option combinations."""
+    if method.name not in FT_METHODS:
+        raise ConfigError(
+            f"{where}: ft transforms positive AND negative scores; method '{method.name}' has no "
+            f"negatives (use it with {' or '.join(FT_METHODS)})"
+        )
+    choice(cfg.target, ("pos", "neg", "posneg"), f"{where}.target")
+    choice(cfg.distribution, ("beta", "uniform"), f"{where}.distribution")
+    choice(cfg.per_element, ("none", "pos", "neg", "both"), f"{where}.per_element")
+    for key in ("pos_alpha", "neg_alpha"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{where}.{key}: Beta parameters must be > 0, got {getattr(cfg, key)}")
+    if cfg.start_epoch < 0:
+        raise ConfigError(f"{where}.start_epoch: must be >= 0 (0 = from the first epoch)")
+    if cfg.per_element in ("pos", "both") and cfg.target == "neg":
+        raise ConfigError(f"{where}.per_element={cfg.per_element} needs target pos or posneg (target is neg)")
+    if cfg.per_element in ("neg", "both") and cfg.target == "pos":
+        raise ConfigError(f"{where}.per_element={cfg.per_element} needs target neg or posneg (target is pos)")
+    return FeatureTransform(cfg)
+
+
+register("ft", FeatureTransformConfig, "feature_transform", build, aliases=("feature_transform",))

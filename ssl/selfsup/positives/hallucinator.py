@@ -41,6 +41,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+from .base import register
+
 
 @dataclass
 class HallucinatorConfig:
@@ -116,3 +119,47 @@ def same_sample_mask(ids_anchor: torch.Tensor, ids_cand: torch.Tensor, pos_idx: 
     mask = ids_anchor[:, None] == ids_cand[None, :]
     mask[torch.arange(len(pos_idx), device=pos_idx.device), pos_idx] = False
     return mask
+
+
+# The width the Hallucinator works in, per method (card, "Where it plugs in").
+HALLUCINATOR_DIM = {
+    "moco": ("method.dim", "projector output"),
+    "simclr": ("method.proj_dim", "projector output"),
+    "simsiam": ("method.proj_dim", "predictor output"),
+}
+FT_METHODS = ("moco", "simclr")  # methods with negatives
+
+
+def _choice(value: str, valid: tuple[str, ...], where: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"{where}: '{value}' is not one of {', '.join(valid)}")
+
+
+def build(method, cfg: HallucinatorConfig, where: str) -> Hallucinator:
+    """The generator for ``method``, sized from its embedding width; refuses nonsense."""
+    name = method.name
+    if name not in HALLUCINATOR_DIM:
+        raise ConfigError(
+            f"{where}: the hallucinator plugs into {', '.join(HALLUCINATOR_DIM)}, not method '{name}'"
+        )
+    key, what = HALLUCINATOR_DIM[name]
+    dim = int(getattr(method.cfg, key.split(".", 1)[1]))
+    if cfg.dim is not None and cfg.dim != dim:
+        raise ConfigError(
+            f"{where}.dim={cfg.dim} does not match the {name} {what} width {dim} ({key}); "
+            f"drop {where}.dim or set it to {dim}"
+        )
+    if cfg.hidden is not None and cfg.hidden < 1:
+        raise ConfigError(f"{where}.hidden: must be a positive width, got {cfg.hidden}")
+    if cfg.r_max < 0:
+        raise ConfigError(f"{where}.r_max: must be >= 0 (r ~ U(0, r_max)), got {cfg.r_max}")
+    if not cfg.enqueue_duplicates and name != "moco":
+        raise ConfigError(f"{where}.enqueue_duplicates applies to moco (its queue), not {name}")
+    if not cfg.duplicate_negatives and name != "simclr":
+        raise ConfigError(f"{where}.duplicate_negatives applies to simclr (in-batch negatives), not {name}")
+    gen = Hallucinator(dim, cfg.hidden, cfg.r_max)
+    gen.cfg = cfg
+    return gen
+
+
+register("hallucinator", HallucinatorConfig, "hallucinator", build)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..engine.dist import gather_with_grad, rank, world_size
+from ..utils.dist import gather_with_grad, rank, world_size
 from .hallucinator import same_sample_mask
 from .score_stats import HIST_NEG_COLS
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.dist import all_reduce_sum, is_dist, rank, world_size
+from ..utils.dist import all_reduce_sum, is_dist, rank, world_size
 
 STAT_KEYS = ("pos_mean", "pos_var", "neg_mean", "neg_var", "pos_exp", "neg_exp")
 # Logged every step as ``train/score/<key>``; ``pos_var`` only goes to scores.json (keeps the

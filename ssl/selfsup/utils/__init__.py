@@ -1,0 +1,1 @@
+"""Bottom-layer helpers: file I/O, distributed collectives, registries."""

@@ -38,8 +38,8 @@ def model_features(
     progress: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray, list[dict]]:
     """Test-split features ``[N, D_t]`` of each model (oldest first), the labels ``[N]`` and the infos."""
-    from ..engine.checkpoint import load_encoder
-    from ..eval.features import cached_features
+    from ..models.export import load_encoder
+    from .features import cached_features
 
     feats, infos, labels = [], [], None
     for p in paths:
@@ -81,8 +81,8 @@ def compat_retrieval(
     ``compat/criterion`` (1.0 when new/old top-1 > old/old top-1, the empirical compatibility
     criterion) and the two dimensions.
     """
-    from ..engine.checkpoint import load_encoder
-    from ..eval.compatibility import METRICS, compat_matrices
+    from ..models.export import load_encoder
+    from .compatibility import METRICS, compat_matrices
 
     _, oinfo = load_encoder(old)
     _, ninfo = load_encoder(new)

@@ -4,7 +4,7 @@ Training heads hold orthogonal layers through ``torch.nn.utils.parametrizations.
 (matrix exponential with trivialisation, the default for square matrices; no penalty term), as the
 BT² and OCA code do. For export, :meth:`export` bakes each orthogonal matrix into a plain
 ``Linear`` weight, so an exported ``encoder.pt`` reloads through
-:func:`selfsup.models.backbones.build_from_arch` (``arch["head"]`` = the head's :meth:`spec`)
+:func:`selfsup.models.export.build_from_arch` (``arch["head"]`` = the head's :meth:`spec`)
 without registering parametrisations first (card pitfall 4 disappears).
 """
 

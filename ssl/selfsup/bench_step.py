@@ -23,9 +23,9 @@ VARIANTS: dict[str, list] = {"": [], "+hallucinator": ["hallucinator"], "+ft": [
 
 
 def _build(method: dict, positives: list, args: dict, seed: int, device: torch.device):
-    from ..config import load_recipe
-    from ..methods import build_method
-    from .attach import attach_positives
+    from .methods import build_method
+    from .positives.attach import attach_positives
+    from .recipe import load_recipe
 
     recipe = load_recipe(
         {
@@ -61,7 +61,7 @@ def _head_ms(model, batch: int, steps: int, device: torch.device) -> float:
     Much less noisy than whole steps on a shared machine: the generators' extra cost is the
     difference between a variant's head time and the baseline's.
     """
-    from .hooks import moco_loss, simclr_loss
+    from .positives.hooks import moco_loss, simclr_loss
 
     gen = torch.Generator().manual_seed(0)
     d = model.cfg.dim if model.name == "moco" else model.cfg.proj_dim

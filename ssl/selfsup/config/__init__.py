@@ -1,0 +1,45 @@
+"""Core recipe configuration: the schema of the core sections and the parsing helpers.
+
+Nothing here knows a method, positive generator or compat method; recipes are assembled by
+:mod:`selfsup.recipe`, above the plug-ins.
+"""
+
+from .parse import choice, dump_recipe, from_dict, parse_overrides, read_yaml, set_path, to_dict
+from .schema import (
+    AUGMENT_PRESETS,
+    AugmentConfig,
+    DataConfig,
+    EvalConfig,
+    KnnEvalConfig,
+    LinearEvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    Recipe,
+    TrainConfig,
+    apply_preset,
+    validate_core,
+)
+
+__all__ = [
+    "AUGMENT_PRESETS",
+    "AugmentConfig",
+    "DataConfig",
+    "EvalConfig",
+    "KnnEvalConfig",
+    "LinearEvalConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Recipe",
+    "TrainConfig",
+    "apply_preset",
+    "choice",
+    "dump_recipe",
+    "from_dict",
+    "parse_overrides",
+    "read_yaml",
+    "set_path",
+    "to_dict",
+    "validate_core",
+]

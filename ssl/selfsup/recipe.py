@@ -1,0 +1,77 @@
+"""Recipe loading: YAML (or a dict) + ``--set`` overrides -> a typed, validated :class:`Recipe`.
+
+This module sits above the plug-ins: the core sections are typed by :mod:`selfsup.config`, the
+``method``, ``positives`` and ``compat`` sections by the config classes that methods, positive
+generators and compat methods register where they are defined. Every error is one sentence
+naming the key, its location and, for a typo, the closest valid name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .compat import COMPAT
+from .config import (
+    Recipe,
+    apply_preset,
+    dump_recipe,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+    set_path,
+    validate_core,
+)
+from .errors import ConfigError
+from .methods import METHODS
+from .positives import POSITIVES
+
+
+def resolve(tree: dict) -> Recipe:
+    """Build a :class:`Recipe` from plain data; typed sections are chosen by their ``name``."""
+    tree = dict(tree)
+    tree.setdefault("data", {})
+    apply_preset(tree)
+    method = tree.pop("method", None) or {"name": "simclr"}
+    positives = tree.pop("positives", None) or []
+    compat = tree.pop("compat", None)
+    recipe = from_dict(Recipe, tree)
+
+    if not isinstance(method, dict):
+        raise ConfigError("method: expected a mapping with at least 'name'")
+    method_cls = METHODS.lookup(method.get("name", "simclr"), "method.name")
+    recipe.method = from_dict(method_cls.Config, method, "method")
+
+    if not isinstance(positives, list):
+        raise ConfigError("positives: expected a list of generators, e.g. [{name: hallucinator}]")
+    recipe.positives = []
+    for i, p in enumerate(positives):
+        if isinstance(p, str):
+            p = {"name": p}
+        if not isinstance(p, dict) or "name" not in p:
+            raise ConfigError(f"positives[{i}]: expected a mapping with 'name'")
+        spec = POSITIVES.lookup(p["name"], f"positives[{i}].name")
+        recipe.positives.append(from_dict(spec.config, p, f"positives[{i}]"))
+
+    if compat is not None:
+        if not isinstance(compat, dict) or "name" not in compat:
+            raise ConfigError("compat: expected a mapping with 'name' (e.g. bct, bt2, oca)")
+        spec = COMPAT.lookup(compat["name"], "compat.name")
+        recipe.compat = from_dict(spec.config, compat, "compat")
+    validate_core(recipe)
+    return recipe
+
+
+def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe from a YAML path (or a dict) and apply ``--set`` overrides."""
+    if isinstance(source, dict):
+        tree = yaml.safe_load(yaml.safe_dump(source))  # deep copy of plain data
+    else:
+        tree = read_yaml(source)
+    for key, value in parse_overrides(overrides):
+        set_path(tree, key, value)
+    return resolve(tree)
+
+
+__all__ = ["dump_recipe", "load_recipe", "resolve"]
