@@ -3,12 +3,18 @@
 
 Trains ``recipes/ablations/positives.yaml`` (MoCo v2 on the embedded digits, tiny ResNet-18) as is
 and with each generator, for each seed, one run at a time, evaluates linear and kNN accuracy, and
-writes mean +- std tables to ``docs/results_positives.md`` plus an overlaid score plot of seed 0 to
-``OUT/<method>/scores_compare.png``. ``--methods simclr`` runs the same ablation on SimCLR. Finished
-runs trained from the same recipe are reused, so an interrupted ablation continues where it stopped.
+writes mean +- std tables with paired differences to the baseline to ``docs/results_positives.md``
+plus an overlaid score plot of seed 0 to ``OUT/<method>/scores_compare.png``. ``--methods simclr``
+runs the same ablation on SimCLR. Finished runs trained from the same recipe are reused, so an
+interrupted ablation continues where it stopped, and two processes (one per method, e.g. on the
+two ``cpuslot`` slots) can train in parallel before one ``--methods moco simclr`` call writes the
+joint table from their runs.
 
-    .venv/bin/python tools/ablate_positives.py                  # MoCo v2, 3 seeds, ~13 CPU minutes
-    .venv/bin/python tools/ablate_positives.py --methods moco simclr   # + SimCLR, ~25 CPU minutes
+Variants: the baseline; ``hallucinator`` and ``ft`` with card defaults (FT from the first epoch,
+which collapses on these digits, ``docs/methods/ft.md``); ``ft_gated``, FT that trains an epoch
+only after one whose view invariance reached 0.5 (``min_invariance``).
+
+    .venv/bin/python tools/ablate_positives.py --methods moco simclr   # 24 runs, ~90 CPU minutes
     .venv/bin/python tools/ablate_positives.py --seeds 0 --variants baseline   # time one config
 """
 
@@ -24,12 +30,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+GATE = 0.5  # min_invariance of the gated FT variant: a margin above FT's critical 0.42
 VARIANTS = {
     "baseline": [],
     "hallucinator": [{"name": "hallucinator"}],
     "ft": [{"name": "ft"}],
+    "ft_gated": [{"name": "ft", "min_invariance": GATE}],
 }
-LABELS = {"baseline": "", "hallucinator": " + Hallucinator", "ft": " + FT"}
+LABELS = {
+    "baseline": "",
+    "hallucinator": " + Hallucinator",
+    "ft": " + FT (from epoch 1)",
+    "ft_gated": f" + FT (gated, ρ ≥ {GATE})",
+}
 # The recipe trains MoCo v2; --methods simclr swaps in SimCLR with the same backbone, data and
 # schedule (both generators plug into it too).
 METHODS = {
@@ -45,12 +58,22 @@ def cpu_seconds() -> float:
 
 
 def run_info(run_dir: Path) -> dict:
-    """Last epoch's mean positive / negative score (both near 1 = collapse) and the run's CPU time."""
+    """Last epoch's mean true cosines, collapsed epochs, FT's first epoch and the run's CPU time."""
+    from selfsup.report.collapse import collapsed_epochs
+
     out = {}
     path = run_dir / "scores.json"
     if path.exists():
-        last = json.loads(path.read_text())["epochs"][-1]
-        out.update({"score/pos_mean": last["pos_mean"], "score/neg_mean": last["neg_mean"]})
+        data = json.loads(path.read_text())
+        last = data["epochs"][-1]
+        out.update(
+            {
+                "score/pos_cos": last.get("pos_cos", last["pos_mean"]),
+                "score/neg_cos": last.get("neg_cos", last["neg_mean"]),
+                "collapsed": collapsed_epochs(data),
+                "ft_from": next((e["epoch"] for e in data["epochs"] if e.get("ft_active")), None),
+            }
+        )
     if (run_dir / "ablate.json").exists():
         out.update(json.loads((run_dir / "ablate.json").read_text()))
     return out
@@ -98,56 +121,69 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * mu:.2f} ± {100 * sd:.2f}"
 
 
+def paired(runs: list[dict], base: list[dict], key: str) -> str:
+    """Mean ± sample std over seeds of the per-seed difference ``run - baseline`` (points)."""
+    d = [100 * (r[key] - b[key]) for r, b in zip(runs, base)]
+    sd = statistics.stdev(d) if len(d) > 1 else 0.0
+    return f"{statistics.mean(d):+.2f} ± {sd:.2f}"
+
+
+def ft_note(runs: list[dict]) -> str:
+    """When FT first trained and which epochs collapsed, per seed."""
+    parts = []
+    for r in runs:
+        ft = f"FT from {r['ft_from']}" if r.get("ft_from") else "FT never on"
+        col = r.get("collapsed") or []
+        parts.append(ft + (f", collapsed {col[0]}..{col[-1]}" if col else ""))
+    return "; ".join(parts)
+
+
 def section(method: str, results: dict, seeds: list[int]) -> list[str]:
     name = METHODS[method][0]
     lines = [
-        f"## {name}",
+        f"### {name}",
         "",
         "| variant | "
         + " | ".join(label for _, label in METRICS)
-        + " | per-seed linear | per-seed kNN | last-epoch score pos / neg |",
-        "|---|" + "---|" * (len(METRICS) + 3),
+        + " | per-seed linear | per-seed kNN | last epoch: cosine pos / neg | collapsed seeds |",
+        "|---|" + "---|" * (len(METRICS) + 4),
     ]
     for variant, runs in results.items():
         cells = [mean_std([r[k] for r in runs]) for k, _ in METRICS]
         per = [" / ".join(f"{100 * r[k]:.1f}" for r in runs) for k, _ in METRICS]
-        sc = [r for r in runs if "score/pos_mean" in r]
+        sc = [r for r in runs if "score/pos_cos" in r]
         pos_neg = (
-            f"{statistics.mean(r['score/pos_mean'] for r in sc):.2f} / "
-            f"{statistics.mean(r['score/neg_mean'] for r in sc):.2f}"
+            f"{statistics.mean(r['score/pos_cos'] for r in sc):.2f} / "
+            f"{statistics.mean(r['score/neg_cos'] for r in sc):.2f}"
             if sc
             else "n/a"
         )
-        lines.append(f"| {name}{LABELS[variant]} | " + " | ".join([*cells, *per, pos_neg]) + " |")
+        n_col = sum(1 for r in runs if r.get("collapsed"))
+        lines.append(
+            f"| {name}{LABELS[variant]} | "
+            + " | ".join([*cells, *per, pos_neg, f"{n_col} of {len(runs)}"])
+            + " |"
+        )
     base = results.get("baseline")
     if base:
-        lines += ["", "Difference to the baseline (mean over seeds, percentage points):", ""]
+        lines += [
+            "",
+            "Paired difference to the baseline (same seed; mean ± sample std over seeds, points):",
+            "",
+        ]
         for variant, runs in results.items():
             if variant == "baseline":
                 continue
-            d = [
-                f"{label} {100 * (statistics.mean(r[k] for r in runs) - statistics.mean(b[k] for b in base)):+.2f}"
-                for k, label in METRICS
-            ]
-            lines.append(f"- {name}{LABELS[variant]}: " + ", ".join(d))
-    collapsed = [
-        f"{name}{LABELS[v]}"
-        for v, rs in results.items()
-        if rs and all(min(r.get("score/pos_mean", 0), r.get("score/neg_mean", 0)) > 0.99 for r in rs)
-    ]
-    if collapsed:
-        lines += [
-            "",
-            f"Collapsed in every seed (last-epoch positive and negative scores > 0.99): {', '.join(collapsed)}. "
-            "See the score curves for when it happened.",
-        ]
+            d = [f"{label} {paired(runs, base, k)}" for k, label in METRICS]
+            note = f" ({ft_note(runs)})" if variant.startswith("ft") else ""
+            lines.append(f"- {name}{LABELS[variant]}: " + ", ".join(d) + note)
     runs = [r for rs in results.values() for r in rs]
     cpu = sum(r.get("cpu_s", 0.0) for r in runs) / 60
     wall = sum(r.get("wall_s", 0.0) for r in runs) / 60
     lines += [
         "",
         f"{len(runs)} runs ({len(seeds)} seeds × {len(results)} variants), trained and evaluated in "
-        f"{cpu:.1f} min CPU ({wall:.1f} min wall), one at a time.",
+        f"{cpu:.1f} min CPU ({wall:.1f} min wall).",
         "",
     ]
     return lines
@@ -157,22 +193,24 @@ def write_doc(sections: list[str], args, doc: Path) -> str:
     seeds = args.seeds
     over = " ".join(f"--set {o}" for o in args.set) if args.set else ""
     lines = [
-        "# Positives ablation: baseline vs + Hallucinator vs + FT (embedded digits)",
+        "## Positives ablation: baseline vs + Hallucinator vs + FT (embedded digits)",
         "",
         "Linear-probe and kNN top-1 accuracy (%) on the 450 test digits, mean ± sample std over "
         f"seeds {', '.join(map(str, seeds))}. Recipe `recipes/ablations/positives.yaml`: ResNet-18 "
         f"(CIFAR stem, width 8) at 16 px, batch 32, {args.epochs_note}, one torch thread per run. "
         "The variants add only `positives: [hallucinator]` (card defaults: r ~ U(0, 0.1), G "
         "2d -> 2d -> d; official quirks on: duplicated keys enqueued for MoCo, same-image copies "
-        "as SimCLR negatives) or `positives: [ft]` (card defaults: target posneg, α_pos 2.0, "
-        "α_neg 1.6, per-step λ, from epoch 1). MoCo v2: K 1024, m 0.996, T 0.2; SimCLR: T 0.2, "
-        "projector 256 -> 64. For reference, a randomly initialised encoder of this architecture "
-        "scores 57.3 / 67.8 linear and 52.9 / 60.7 kNN (seeds 0 / 1). The last column is the mean "
-        "positive / negative score of the last epoch (after FT for the FT rows, mean over seeds): "
-        "both near 1 means the projections collapsed to one point.",
+        "as SimCLR negatives), `positives: [ft]` (card defaults: target posneg, α_pos 2.0, "
+        "α_neg 1.6, per-step λ, from epoch 1) or the same FT with `min_invariance: "
+        f"{GATE}` (an epoch trains with FT only if the previous epoch's view invariance "
+        "ρ = 1 − (1 − pos cos) / (1 − neg cos) reached it; `docs/methods/ft.md`). MoCo v2: K 1024, "
+        "m 0.996, T 0.2; SimCLR: T 0.2, projector 256 -> 64. For reference, a randomly "
+        "initialised encoder of this architecture scores 57.3 / 67.8 linear and 52.9 / 60.7 kNN "
+        "(seeds 0 / 1). Cosine columns: mean true cosines (before FT) of the last epoch, mean over "
+        "seeds; a seed counts as collapsed when both exceeded 0.9 in some epoch.",
         "",
         *sections,
-        f"Machine: {platform.machine()}, shared 2-core CPU, runs one at a time.",
+        f"Machine: {platform.machine()}, shared 2-core CPU; CPU time is the runs' own process time.",
         "",
         "Reproduce (finished runs are reused; delete the run folder to retrain):",
         "",

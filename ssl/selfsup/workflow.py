@@ -69,6 +69,11 @@ def write_run_report(recipe: Recipe, run_dir: Path, metrics: dict, rows: dict) -
     history = json.loads(hist_path.read_text()) if hist_path.exists() else []
     curves = plot_curves(history, run_dir / "curves.png", title=recipe.name)
     sections = []
+    from .report.scores import run_warnings
+
+    warnings = run_warnings(run_dir)  # collapse of contrastive scores (selfsup.report.collapse)
+    if warnings:
+        sections.append(("Warnings", "\n".join(f"- **warning:** {w}" for w in warnings)))
     if rows:
         keys = [k for k in HEADLINE if any(k in r for r in rows.values())]
         sections.append(("Evaluation", metrics_table(rows, keys)))

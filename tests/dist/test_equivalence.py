@@ -171,5 +171,6 @@ def test_simclr_hallucinator_ft_scores_two_processes_equal_one(tmp_path):
     assert [e["epoch"] for e in e1] == [e["epoch"] for e in e2] == [1]
     assert e1[0]["steps"] == e2[0]["steps"] == 4
     assert sum(e1[0]["hist_pos"]) == sum(e2[0]["hist_pos"]) == 4 * 2 * 2 * 16  # 4 steps x [z1; h; z2; z2]
-    for key in ("pos_mean", "neg_mean", "neg_var", "pos_exp", "neg_exp"):  # pos_var is per process
+    # pos_var is per process
+    for key in ("pos_mean", "neg_mean", "neg_var", "pos_exp", "neg_exp", "pos_cos", "neg_cos", "invariance"):
         assert e1[0][key] == pytest.approx(e2[0][key], rel=1e-4), key

@@ -1,8 +1,8 @@
 """Feature Transformation (FT): positive extrapolation and negative interpolation on scores.
 
 Zhu, Zhao, Liu, Sun, Chen, "Improving Contrastive Learning by Visualizing Feature
-Transformation", ICCV 2021, arXiv 2108.02982 (method card:
-``/work/shared/reference/feature_transform.md``).
+Transformation", ICCV 2021, arXiv 2108.02982 (notes:
+``docs/methods/ft.md``).
 
 FT is parameter-free. It acts on the L2-normalised embeddings just before scoring:
 
@@ -27,6 +27,19 @@ By default (official README flags) each lambda is ONE scalar per step (``per_ele
 (the official ``dim_mask``). FT is active when ``epoch > start_epoch`` with epochs counted from 1
 (``mix_start_epoch``, default 0 = always).
 
+Collapse (see ``docs/methods/ft.md``): for unit q, k with cosine c the extrapolated positive score
+is ``1 - s (1 - c)`` with ``s = lam^2 + (1 - lam)^2`` in (1, 5) (mean 2.6 for Beta(2, 2)), so
+extrapolation multiplies every positive pair's distance by ``s`` while the negatives' mean score
+is unchanged (a permutation does not move the mean of the interpolated queue). Near a collapsed
+embedding, gradient descent then contracts it further unless the two views' deviations correlate
+by more than ``1 - E[lam] / E[s]`` (0.42; :func:`critical_invariance`), where plain InfoNCE only
+needs a positive correlation. ``rho = 1 - (1 - pos_cos) / (1 - neg_cos)``
+(:func:`selfsup.report.collapse.view_invariance`)
+estimates that correlation from the score statistics. A randomly initialised encoder starts close
+to a collapse, and on the embedded digits no encoder gets far above 0.4, so FT collapses there.
+``min_invariance`` (not in the official code; 0 = off, the official behaviour) gates FT on the
+previous epoch's measured ``rho``; each epoch that does not reach it trains without FT.
+
 Randomness: per-step lambdas and the permutation come from torch's global CPU generator (seeded
 identically on every process, part of the checkpoint's RNG state); per-element lambdas from the
 generator of the tensors' device. Per-element positive lambdas are drawn for the global batch and
@@ -42,6 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..report.collapse import view_invariance
 from ..utils.dist import rank, world_size
 from .base import choice, register
 
@@ -58,23 +72,46 @@ class FeatureTransformConfig:
     per_element: str = "none"  # none | pos | neg | both (dim_mask): per-element lambdas
     start_epoch: int = 0  # active when epoch > start_epoch, epochs from 1 (mix_start_epoch)
     postmix_norm: bool = False  # re-normalise after mixing (off in the official runs)
+    # Extension (not official): FT trains an epoch only if the previous epoch's view invariance
+    # rho = 1 - (1 - pos_cos) / (1 - neg_cos) reached this; 0 = off. critical_invariance() is the
+    # value below which positive extrapolation contracts the embedding (0.42 for Beta(2, 2)).
+    min_invariance: float = 0.0
 
 
 class FeatureTransform(nn.Module):
     """Score-level feature transformation; holds no parameters, only the current epoch.
 
     The ``epoch`` buffer (1-based, the epoch being trained) is advanced by the method's
-    ``on_epoch_end`` and saved in checkpoints, so a resumed run keeps the ``start_epoch`` gate.
+    ``on_epoch_end`` and saved in checkpoints, so a resumed run keeps the ``start_epoch`` gate;
+    ``gate_open`` (the ``min_invariance`` gate, set from the last epoch's statistics) likewise.
     """
 
     def __init__(self, cfg: FeatureTransformConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.register_buffer("epoch", torch.ones((), dtype=torch.long))
+        # Closed until an epoch's statistics show enough invariance. Only gated runs carry it, so
+        # checkpoints of ungated runs keep their layout (None is a registered, unsaved buffer).
+        self.register_buffer("gate_open", torch.tensor(False) if cfg.min_invariance > 0 else None)
 
     @property
     def active(self) -> bool:
-        return int(self.epoch) > self.cfg.start_epoch
+        gate = self.gate_open is None or bool(self.gate_open)
+        return int(self.epoch) > self.cfg.start_epoch and gate
+
+    def end_epoch(self, epoch: int, record: dict | None) -> None:
+        """Advance to epoch ``epoch + 1`` and set the invariance gate from ``record``.
+
+        Args:
+            epoch: the epoch just trained (1-based).
+            record: its score statistics (:meth:`ScoreTracker.epoch_record`, identical on every
+                process), or ``None`` (no statistics: the gate keeps its state).
+        """
+        self.epoch.fill_(int(epoch) + 1)
+        if self.gate_open is not None and record is not None:
+            # Near a collapse rho is a ratio of rounding errors: a collapsed epoch shuts the gate.
+            rho = None if record.get("collapsed") else view_invariance(record)
+            self.gate_open.fill_(rho is not None and rho >= self.cfg.min_invariance)
 
     @property
     def mixes_pos(self) -> bool:
@@ -153,8 +190,44 @@ class FeatureTransform(nn.Module):
 
 
 def extrapolated_positive_score(c: float, lam: float) -> float:
-    """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c`` (card, Sec. 2)."""
+    """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c`` (card, Sec. 2).
+
+    Equals ``1 - s (1 - c)`` with ``s = lam^2 + (1 - lam)^2``: the pair's distance times ``s``.
+    """
     return (lam**2 + (1 - lam) ** 2) * c + 2 * lam * (1 - lam)
+
+
+def mean_stretch(cfg: FeatureTransformConfig) -> float:
+    """``E[s]``, ``s = lam^2 + (1 - lam)^2`` with ``lam = 1 + u``: ``2 + 2 E[u^2]``.
+
+    ``u ~ Beta(a, a)``: ``E[u^2] = 1/4 + 1 / (4 (2a + 1))`` (2.6 for a = 2); ``u ~ U(0, 1)``:
+    ``1/3``. Without FT's positive target the positive scores are not stretched: 1.
+    """
+    if cfg.target == "neg":
+        return 1.0
+    eu2 = 1.0 / 3.0 if cfg.distribution == "uniform" else 0.25 + 0.25 / (2 * cfg.pos_alpha + 1)
+    return 2.0 + 2.0 * eu2
+
+
+def critical_invariance(cfg: FeatureTransformConfig | None = None, lam: float | None = None) -> float:
+    """The view invariance below which FT's positive extrapolation contracts the embedding.
+
+    Near a collapsed embedding (every vector close to one unit direction ``v``), write each unit
+    vector as ``v`` plus a small deviation ``e d``. To first order in ``e``, the gradient of FT's
+    InfoNCE with respect to a query's raw (un-normalised) projection, along the deviations, is
+    ``(e / T) [(s - lam) d_q - s d_k]`` (``d_k``: its key's deviation; the queue's mean deviation,
+    about 0, drops out and negative interpolation does not move it). Descent grows ``|d_q|`` only
+    if ``corr(d_q, d_k) > 1 - lam / s``; plain InfoNCE (``lam = s = 1``) needs only a positive
+    correlation. For one ``lam``: ``1 - lam / s``; averaged over FT's draws (the SGD average of a
+    gradient linear in ``lam`` and ``s``): ``1 - E[lam] / E[s]`` = 0.423 for Beta(2, 2), reaching
+    0.6 on steps with ``lam`` near 2.
+    """
+    if lam is not None:
+        return 1.0 - lam / (lam**2 + (1 - lam) ** 2)
+    cfg = cfg or FeatureTransformConfig()
+    if cfg.target == "neg":
+        return 0.0
+    return 1.0 - 1.5 / mean_stretch(cfg)  # E[lam] = 1.5: Beta(a, a) and U(0, 1) are symmetric
 
 
 FT_METHODS = ("moco", "simclr")  # methods with negatives
@@ -175,6 +248,11 @@ def build(method, cfg: FeatureTransformConfig, where: str) -> FeatureTransform:
             raise ConfigError(f"{where}.{key}: Beta parameters must be > 0, got {getattr(cfg, key)}")
     if cfg.start_epoch < 0:
         raise ConfigError(f"{where}.start_epoch: must be >= 0 (0 = from the first epoch)")
+    if not 0.0 <= cfg.min_invariance < 1.0:
+        raise ConfigError(
+            f"{where}.min_invariance: must be in [0, 1) (0 = off; {critical_invariance(cfg):.3f} is the "
+            f"value below which positive extrapolation contracts the embedding), got {cfg.min_invariance}"
+        )
     if cfg.per_element in ("pos", "both") and cfg.target == "neg":
         raise ConfigError(f"{where}.per_element={cfg.per_element} needs target pos or posneg (target is neg)")
     if cfg.per_element in ("neg", "both") and cfg.target == "pos":

@@ -1,8 +1,8 @@
 """Hallucinator: one extra positive per sample, generated in embedding space.
 
 Wu, Hobbs, Hovakimyan, "Hallucination Improves the Performance of Unsupervised Visual
-Representation Learning", ICCV 2023, arXiv 2307.12168 (method card:
-``/work/shared/reference/hallucinator.md``).
+Representation Learning", ICCV 2023, arXiv 2307.12168 (notes:
+``docs/methods/hallucinator.md``).
 
 Per training step the generator draws ONE ``r ~ U(0, r_max)`` (shared by every sample and
 dimension), extrapolates each embedding away from its positive, ``x_ex = x + r (x - a)``, and maps

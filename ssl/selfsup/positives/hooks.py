@@ -39,6 +39,14 @@ def _canonical_rows(n: int, copies: int, device) -> torch.Tensor:
     return torch.cat([base + c * w * n for c in range(copies)])
 
 
+def _queue_filled(method, size: int, keys_per_step: int) -> int:
+    """How many queue slots hold keys: the queue fills from slot 0, ``keys_per_step`` per step."""
+    step = getattr(method, "step", None)
+    if step is None:
+        return size
+    return min(size, int(step) * keys_per_step)
+
+
 def moco_loss(
     method, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, list[torch.Tensor], dict]:
@@ -85,7 +93,14 @@ def moco_loss(
         stride = -(-queue.shape[0] // HIST_NEG_COLS)
         neg = l_neg[:, ::stride]
         pos_cos = (q * k).sum(1) if ft_on else l_pos[:, 0]
-        neg_cos = q @ queue[::stride].T if ft_on else neg
+        # The true cosines skip slots that still hold the random initial vectors: they would pull
+        # the first epoch's negative cosines towards 0 and fake an invariant, spread-out encoder.
+        filled = _queue_filled(method, queue.shape[0], n * world_size() * len(enqueue))
+        if filled < queue.shape[0]:
+            real = queue[:filled] if filled > 0 else queue
+            neg_cos = q @ real[:: -(-real.shape[0] // HIST_NEG_COLS)].T
+        else:
+            neg_cos = q @ queue[::stride].T if ft_on else neg
     stats = _track(method, l_pos[:, 0], neg, temperature, pos_cos, neg_cos, ft_active=ft_on)
     return loss, enqueue, stats
 
@@ -182,26 +197,64 @@ def simsiam_hallucinate(
 
 
 def epoch_end(method, epoch: int, run_dir: str | Path | None) -> None:
-    """Advance FT's epoch gate and write the epoch's score statistics (``RUN/scores.json``).
+    """Close the epoch's score statistics, advance FT's gates, warn on collapse, write ``scores.json``.
 
-    Called on every process (the statistics are all-reduced); only rank 0 writes. At the recipe's
-    last epoch rank 0 also draws ``RUN/scores.png`` so that the run report includes it.
+    Called on every process (the statistics are all-reduced, so FT's gates agree everywhere); only
+    rank 0 warns and writes. Two warnings go to stderr (``warning: ...``) and into
+    ``RUN/scores.json`` (``warnings``), from where the run report repeats them: an epoch whose mean
+    positive and negative cosines both exceed the collapse threshold, and (once per run) FT about
+    to train on an encoder whose view invariance is below the value at which its positive
+    extrapolation contracts the embedding. At the recipe's last epoch rank 0 also draws
+    ``RUN/scores.png`` so that the run report includes it.
     """
+    from ..report.collapse import collapse_message
+    from .feature_transform import critical_invariance
+
     hal, ft = _generators(method)
-    if ft is not None:
-        ft.epoch.fill_(int(epoch) + 1)  # the epoch about to be trained, 1-based
     tracker = getattr(method, "scores", None)
-    if tracker is None or run_dir is None:
+    rec = tracker.epoch_record(epoch) if tracker is not None else None  # collective
+    ft_was_active = ft is not None and ft.active
+    if ft is not None:
+        ft.end_epoch(epoch, rec)
+    if rec is None:
+        return
+    warnings: list[str] = []
+    if rec["collapsed"]:
+        # The full explanation at the onset; a short line for each further collapsed epoch.
+        if tracker.was_collapsed:
+            warnings.append(
+                f"epoch {epoch} still collapsed (mean cosine pos {rec['pos_cos']:.3f}, neg {rec['neg_cos']:.3f})"
+            )
+        else:
+            warnings.append(collapse_message(rec, ft=ft_was_active))
+    tracker.was_collapsed = bool(rec["collapsed"])
+    if ft is not None and ft.active and ft.mixes_pos and not getattr(ft, "warned_invariance", False):
+        rho, crit = rec.get("invariance"), critical_invariance(ft.cfg)
+        if rho is not None and rho < crit:
+            ft.warned_invariance = True
+            warnings.append(
+                f"epoch {epoch}: view invariance {rho:.2f} is below {crit:.2f}, where FT's positive "
+                "extrapolation starts to contract the embedding towards a collapse (docs/methods/ft.md)"
+            )
+    if rank() == 0:
+        import sys
+
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+    if run_dir is None:
         return
     names = [g for g, mod in (("hallucinator", hal), ("ft", ft)) if mod is not None]
     info = {"method": method.name, "generators": names, "name": getattr(method.recipe, "name", "")}
-    path = tracker.write_epoch(epoch, run_dir, info)
+    if ft is not None:
+        info["ft_critical_invariance"] = critical_invariance(ft.cfg)
+    rec["warnings"] = warnings
+    path = tracker.write_record(rec, run_dir, info)
     if path is not None and int(epoch) >= method.recipe.train.epochs:
         try:
             from ..report.scores import plot_scores
 
             plot_scores([Path(run_dir)], Path(run_dir) / "scores.png")
         except Exception as e:  # noqa: BLE001 - a plot must never cost the run its last checkpoint
-            import warnings
+            import warnings as _warnings
 
-            warnings.warn(f"scores.png not drawn: {e}", stacklevel=2)
+            _warnings.warn(f"scores.png not drawn: {e}", stacklevel=2)

@@ -22,12 +22,16 @@ from pathlib import Path
 
 import torch
 
+from ..report.collapse import is_collapsed, view_invariance
 from ..utils.dist import all_reduce_sum, is_dist, rank, world_size
 
 STAT_KEYS = ("pos_mean", "pos_var", "neg_mean", "neg_var", "pos_exp", "neg_exp")
+# Means of the TRUE cosines (before FT; equal to pos_mean / neg_mean without FT): comparable across
+# runs, and what the collapse check reads (selfsup.positives.collapse).
+COS_KEYS = ("pos_cos", "neg_cos")
 # Logged every step as ``train/score/<key>``; ``pos_var`` only goes to scores.json (keeps the
 # curves panel short).
-STEP_KEYS = ("pos_mean", "neg_mean", "neg_var", "pos_exp", "neg_exp")
+STEP_KEYS = ("pos_mean", "neg_mean", "neg_var", "pos_exp", "neg_exp", "pos_cos", "neg_cos")
 HIST_BINS = 100  # over [-1, 1]
 HIST_NEG_COLS = 4096  # at most this many (evenly spaced) queue negatives per anchor enter the stats
 SCORES_FORMAT = "selfsup.scores/1"
@@ -81,6 +85,7 @@ class ScoreTracker:
 
     def __init__(self, bins: int = HIST_BINS) -> None:
         self.bins = bins
+        self.was_collapsed = False  # the last closed epoch's flag: the log explains only the onset
         self.reset()
 
     def reset(self) -> None:
@@ -117,7 +122,10 @@ class ScoreTracker:
         stats = score_stats(pos.detach(), neg.detach(), temperature, valid)
         hp = self._hist(pos_cos.detach())
         nc = neg_cos.detach()
-        hn = self._hist(nc[valid] if (valid is not None and valid.shape == nc.shape) else nc)
+        nc = nc[valid] if (valid is not None and valid.shape == nc.shape) else nc
+        hn = self._hist(nc)
+        cos = torch.stack([pos_cos.detach().float().mean(), nc.float().mean()]).to(stats.device)
+        stats = torch.cat([stats, cos])
         if self._sum is None:
             self._sum, self._hist_pos, self._hist_neg = stats, hp, hn
         else:
@@ -127,7 +135,8 @@ class ScoreTracker:
         self._steps += 1
         self.ft_steps += int(ft_active)
         self.temperature = float(temperature)
-        return {f"score/{k}": stats[STAT_KEYS.index(k)] for k in STEP_KEYS}
+        keys = STAT_KEYS + COS_KEYS
+        return {f"score/{k}": stats[keys.index(k)] for k in STEP_KEYS}
 
     def epoch_record(self, epoch: int) -> dict | None:
         """All-reduce the epoch's sums over processes (collective: call on every rank) and reset."""
@@ -138,11 +147,15 @@ class ScoreTracker:
         packed = torch.cat([self._sum, counts, self._hist_pos, self._hist_neg])
         if is_dist():
             packed = all_reduce_sum(packed)
-        s, c = packed[:6], packed[6:8]
-        hp, hn = packed[8 : 8 + self.bins], packed[8 + self.bins :]
+        keys = STAT_KEYS + COS_KEYS
+        n = len(keys)
+        s, c = packed[:n], packed[n : n + 2]
+        hp, hn = packed[n + 2 : n + 2 + self.bins], packed[n + 2 + self.bins :]
         steps = max(1.0, float(c[0]))  # summed over processes: means are over (process, step)
         rec = {"epoch": int(epoch), "steps": int(round(steps / world_size())), "ft_active": bool(c[1] > 0)}
-        rec.update({k: float(v) / steps for k, v in zip(STAT_KEYS, s.tolist())})
+        rec.update({k: float(v) / steps for k, v in zip(keys, s.tolist())})
+        rec["invariance"] = view_invariance(rec)
+        rec["collapsed"] = is_collapsed(rec)
         rec["hist_pos"] = [int(round(v)) for v in hp.tolist()]
         rec["hist_neg"] = [int(round(v)) for v in hn.tolist()]
         temperature = self.temperature
@@ -152,11 +165,15 @@ class ScoreTracker:
 
     def write_epoch(self, epoch: int, run_dir: str | Path, info: dict | None = None) -> Path | None:
         """Append epoch ``epoch`` to ``run_dir/scores.json`` (rank 0; collective before)."""
-        rec = self.epoch_record(epoch)
+        return self.write_record(self.epoch_record(epoch), run_dir, info)
+
+    def write_record(self, rec: dict | None, run_dir: str | Path, info: dict | None = None) -> Path | None:
+        """Append an :meth:`epoch_record` to ``run_dir/scores.json`` (rank 0 writes; atomic)."""
         if rec is None or rank() != 0:
             return None
         from ..utils.io import atomic_write_text
 
+        epoch = int(rec["epoch"])
         path = Path(run_dir) / "scores.json"
         data: dict = {}
         if path.exists():
@@ -172,7 +189,9 @@ class ScoreTracker:
             "bins": torch.linspace(-1.0, 1.0, self.bins + 1).tolist(),
             "stats": (
                 "per-epoch means of per-step batch statistics of the scored values (after FT, "
-                "before /T); hist_pos/hist_neg: counts of true cosines (before FT) in 'bins'"
+                "before /T); pos_cos/neg_cos: means of the true cosines (before FT); "
+                "invariance: 1 - (1 - pos_cos) / (1 - neg_cos); collapsed: both cosine means "
+                "above the collapse threshold; hist_pos/hist_neg: counts of true cosines in 'bins'"
             ),
             **(info or {}),
             "epochs": [*epochs, rec],
