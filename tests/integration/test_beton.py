@@ -12,21 +12,16 @@ ffcv = pytest.importorskip("ffcv")
 torch = pytest.importorskip("torch")
 
 from selfsup.config import DataConfig, Recipe  # noqa: E402
-from selfsup.data.beton import (  # noqa: E402
-    BetonSource,
-    beton_info,
-    build_source,
-    ensure_beton,
-    sidecar_path,
-    write_beton,
-)
+from selfsup.data.beton import BetonSource, beton_info, sidecar_path, write_beton  # noqa: E402
+from selfsup.data.beton_cache import ensure_beton  # noqa: E402
+from selfsup.data.catalog import build_source  # noqa: E402
 from selfsup.data.sources import Source  # noqa: E402
 from selfsup.errors import DataError  # noqa: E402
 
 from ..conftest import assert_user_error, run_cli  # noqa: E402
 
 # numba's dispatcher finalizer may raise a harmless KeyError when FFCV's compiled code is
-# garbage-collected (a known upstream quirk, see shared/reference/ffcv.md); it is not a failure.
+# garbage-collected (a known upstream quirk); it is not a failure.
 pytestmark = [pytest.mark.ffcv, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
@@ -233,7 +228,7 @@ def test_ensure_beton_caches_and_beton_source_config(tmp_path, monkeypatch):
     with open(path, "r+b") as f:  # damage it: rewritten on the next call
         f.truncate(100)
     assert ensure_beton(cfg, "test", image_mode="raw") == path and beton_info(path)["count"] > 0
-    from selfsup.data.sources import build_source as build_any
+    from selfsup.data.catalog import build_source as build_any
 
     ref = build_any(cfg, "test")
     src = build_source(DataConfig(source="beton", path=str(path)), "val")  # val and test are one split

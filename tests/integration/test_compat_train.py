@@ -131,7 +131,7 @@ def test_oca_export_reloads_with_head_dim_and_compatible_with(tmp_path, old):
 
 
 def test_pseudo_classifier_equals_independent_class_means(old):
-    from selfsup.data.sources import build_source
+    from selfsup.data.catalog import build_source
 
     recipe = load_recipe(_supervised())
     enc, _ = load_encoder(old)

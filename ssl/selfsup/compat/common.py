@@ -122,8 +122,8 @@ def training_features(
     :func:`selfsup.data.embed.extract_features`, so the result is deterministic; the BT-2/OCA
     code averages over one pass of its training transform instead.
     """
+    from ..data.catalog import build_source
     from ..data.embed import extract_features
-    from ..data.sources import build_source
 
     src = build_source(recipe.data, "train")
     device = next(encoder.parameters()).device

@@ -130,7 +130,7 @@ class FFCVTrainLoader(TrainLoader):
         recipe: the run's :class:`~selfsup.config.Recipe` (``data`` and ``seed`` are used).
         rank, world_size: this process's shard.
         path: a ``.beton`` to read instead of the recipe's (cached) conversion; its rows must be
-            the training set in source order (as :func:`~selfsup.data.beton.ensure_beton` writes).
+            the training set in source order (as :func:`~selfsup.data.beton_cache.ensure_beton` writes).
         batches_ahead: FFCV's prefetch depth.
 
     ``data.num_workers`` is the number of numba threads decoding and augmenting (at least 1; they
@@ -153,8 +153,10 @@ class FFCVTrainLoader(TrainLoader):
         from ffcv.pipeline import PipelineSpec
         from ffcv.transforms import ToTensor
 
-        from .beton import BetonSource, ensure_beton
-        from .sources import Subset, build_source
+        from .beton import BetonSource
+        from .beton_cache import ensure_beton
+        from .catalog import build_source
+        from .sources import Subset
 
         data = recipe.data
         if not 0 <= rank < world_size:

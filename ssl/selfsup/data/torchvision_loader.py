@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import UserError
 from .augment import MultiView, eval_transform
 from .base import TrainLoader
+from .catalog import build_source
 from .sharding import ShardedBatchSampler
-from .sources import Source, build_source
+from .sources import Source
 
 
 class MultiViewDataset(Dataset):

@@ -24,12 +24,9 @@ re-normalised (card section 4), a smaller one is refused.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,27 +35,22 @@ import numpy as np
 
 from ..errors import DataError, IndexError_, UserError
 from ..eval.retrieval import as_features
-from ..utils.io import atomic_path
+from .generations import commit, load_generation, next_generation, open_index, write_lock
 from .manifest import (
     FAISS_TYPE,
     FORMAT_VERSION,
     KIND,
-    LOCK_NAME,
     META_NAME,
     METRIC,
     NORMALIZATION,
-    REBUILD_HINT,
     ModelInfo,
-    file_sha256,
     normalize_item_ids,
     now,
     read_manifest,
     short,
-    write_manifest,
 )
 
 EmbedFn = Callable[[list], np.ndarray]
-_GEN_RE = re.compile(r"^index-(\d+)\.faiss$")
 
 
 @dataclass
@@ -78,28 +70,6 @@ class SearchResult:
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextmanager
-def _write_lock(index_dir: Path) -> Iterator[None]:
-    """Exclusive advisory lock for writers; released by the OS if the process dies."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no locking
-        yield
-        return
-    fd = os.open(index_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise IndexError_(
-                f"another build or upgrade is writing the index at {index_dir}; wait for it to finish"
-            ) from e
-        yield
-    finally:
-        os.close(fd)
 
 
 def _features(x: Any, name: str) -> np.ndarray:
@@ -122,71 +92,6 @@ def _prepare(feats: np.ndarray, index_dim: int, model: ModelInfo, slice_dims: bo
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
-
-
-def _next_generation(index_dir: Path, meta: Mapping[str, Any] | None) -> int:
-    gens = [int(m.group(1)) for p in index_dir.iterdir() if (m := _GEN_RE.match(p.name))]
-    if meta is not None:
-        gens.append(int(meta["generation"]))
-    return max(gens, default=0) + 1
-
-
-def _cleanup(index_dir: Path, keep: set[str]) -> None:
-    """Delete index generations other than ``keep`` and temporaries left by killed writers."""
-    for p in index_dir.iterdir():
-        stale_tmp = p.name.startswith(".index-") and p.name.endswith(".tmp")
-        if (_GEN_RE.match(p.name) and p.name not in keep) or stale_tmp:
-            with contextlib.suppress(OSError):  # best effort
-                p.unlink()
-
-
-def _commit(index_dir: Path, faiss_index: Any, meta: dict[str, Any]) -> None:
-    """Write ``faiss_index`` as a new generation, then the metadata naming it (commit point)."""
-    import faiss
-
-    previous = meta.get("index_file")
-    gen = _next_generation(index_dir, meta if "generation" in meta else None)
-    name = f"index-{gen:06d}.faiss"
-    with atomic_path(index_dir / name) as tmp:
-        faiss.write_index(faiss_index, str(tmp))
-        digest = file_sha256(tmp)
-    meta.update(index_file=name, index_sha256=digest, generation=gen, updated=now())
-    write_manifest(index_dir, meta)
-    _cleanup(index_dir, keep={name} | ({previous} if previous else set()))
-
-
-def _load(index_dir: Path, meta: Mapping[str, Any]) -> Any:
-    """Read the faiss index named by ``meta`` after checking its SHA-256, count and dimension."""
-    import faiss
-
-    path = index_dir / meta["index_file"]
-    if not path.exists():
-        raise IndexError_(f"index file {path} named by {META_NAME} is missing; {REBUILD_HINT}")
-    if file_sha256(path) != meta["index_sha256"]:
-        raise IndexError_(
-            f"index file {path} is corrupt (checksum mismatch with {META_NAME}); {REBUILD_HINT}"
-        )
-    try:
-        idx = faiss.read_index(str(path))
-    except RuntimeError as e:
-        raise IndexError_(f"index file {path} cannot be read by faiss; {REBUILD_HINT}") from e
-    if not isinstance(idx, faiss.IndexFlat) or idx.ntotal != meta["count"] or idx.d != meta["dim"]:
-        raise IndexError_(
-            f"index file {path} does not match {META_NAME} (type, count or dim); {REBUILD_HINT}"
-        )
-    return idx
-
-
-def _open(index_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Metadata and index, retrying if a concurrent writer swapped generations in between."""
-    for attempt in range(3):
-        meta = read_manifest(index_dir)
-        try:
-            return _load(index_dir, meta), meta
-        except IndexError_:
-            if attempt == 2 or read_manifest(index_dir)["generation"] == meta["generation"]:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _models(meta: Mapping[str, Any]) -> list[ModelInfo]:
@@ -278,7 +183,7 @@ def build(
         if len(labels) != len(ids):
             raise DataError(f"{len(labels)} labels for {len(ids)} items")
     embed = feats if callable(feats) else _lookup_embed(ids, feats)
-    with _write_lock(index_dir):
+    with write_lock(index_dir):
         old = None
         if (index_dir / META_NAME).exists():
             if not overwrite:
@@ -310,11 +215,11 @@ def build(
             "item_versions": [0] * len(ids),
             "labels": labels,
             "created": now(),
-            "generation": _next_generation(index_dir, old) - 1,
+            "generation": next_generation(index_dir, old) - 1,
         }
         if old is not None:
             meta["index_file"] = old["index_file"]  # kept until the new one is committed
-        _commit(index_dir, index, meta)
+        commit(index_dir, index, meta)
     return info(index_dir, verify=False)
 
 
@@ -336,7 +241,7 @@ def query(
     index_dir = Path(index_dir)
     model = ModelInfo.from_any(model_info)
     q = _features(query_feats, "query features")
-    idx, meta = _open(index_dir)
+    idx, meta = open_index(index_dir)
     _check_compatible(model, meta, index_dir, "query")
     q = _prepare(q, meta["dim"], model, slice_dims, "query features")
     k = int(k)
@@ -387,8 +292,8 @@ def upgrade(
         embed = _lookup_embed(sub_ids, sub_feats)
         subset = normalize_item_ids(sub_ids)
 
-    with _write_lock(index_dir):
-        idx, meta = _open(index_dir)
+    with write_lock(index_dir):
+        idx, meta = open_index(index_dir)
         _check_compatible(model, meta, index_dir, "upgrade")
         models = meta["models"]
         fps = [m["fingerprint"] for m in models]
@@ -436,11 +341,11 @@ def upgrade(
                     bar.update(stop - start)
                 if pending >= every:
                     meta["item_versions"] = versions.tolist()
-                    _commit(index_dir, idx, meta)
+                    commit(index_dir, idx, meta)
                     pending = 0
             if pending:
                 meta["item_versions"] = versions.tolist()
-                _commit(index_dir, idx, meta)
+                commit(index_dir, idx, meta)
         finally:
             if bar is not None:
                 bar.close()
@@ -463,7 +368,7 @@ def info(index_dir: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
     index_dir = Path(index_dir)
     meta = read_manifest(index_dir)
     if verify:
-        _load(index_dir, meta)
+        load_generation(index_dir, meta)
     versions = np.asarray(meta["item_versions"], dtype=np.int64)
     counts = np.bincount(versions, minlength=len(meta["models"]))
     n = meta["count"]
