@@ -21,7 +21,8 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 
-def _timm_kwargs(arch: dict) -> dict:
+def timm_create_kwargs(arch: dict) -> dict:
+    """timm keyword arguments (channel widths) an architecture dict implies."""
     kwargs = dict(arch.get("kwargs") or {})
     if arch.get("width"):
         w = int(arch["width"])
@@ -50,7 +51,7 @@ def build_backbone(arch: dict) -> nn.Module:
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
     try:
-        model = timm.create_model(name, pretrained=False, num_classes=0, **_timm_kwargs(arch))
+        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_create_kwargs(arch))
     except TypeError as e:
         raise ConfigError(f"model.kwargs: timm rejected the arguments for '{name}': {e}") from None
     if arch.get("cifar_stem"):

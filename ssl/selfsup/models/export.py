@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..errors import CheckpointError
 from ..utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint
-from .backbones import build_backbone
+from .backbones import build_backbone, timm_create_kwargs
 from .compat_heads import build_head
 
 
@@ -90,6 +90,29 @@ def load_encoder(path: str | Path) -> tuple[torch.nn.Module, dict]:
         "path": str(path),
     }
     return model, info
+
+
+def load_backbone(path: str | Path) -> nn.Module:
+    """The network an ``encoder.pt`` holds, as a plain timm model in eval mode: one call, any export.
+
+    CIFAR stem and width included (the stem swap and channel widths are applied to a fresh
+    ``timm.create_model`` before the weights are loaded), so ``model(x)`` gives the pooled
+    ``[N, model.num_features]`` features the run was evaluated on. A compatible model's export
+    (BT², OCA, Hot-Refresh) returns ``nn.Sequential(timm_backbone, retrieval_head)``. Training
+    checkpoints (``checkpoints/last.pt``) of plain methods load too.
+    """
+    model, _ = load_encoder(path)
+    return model
+
+
+def timm_kwargs(arch: dict) -> dict:
+    """Keyword arguments for ``timm.create_model(arch["backbone"], num_classes=0, **kwargs)``.
+
+    With them, an export without CIFAR stem or compat head loads with plain timm and
+    ``load_state_dict``; the CIFAR stem (a 3x3 stride-1 ``conv1`` and no max-pool) has no timm
+    option, so such exports need :func:`load_backbone`.
+    """
+    return timm_create_kwargs(arch)
 
 
 @torch.no_grad()
