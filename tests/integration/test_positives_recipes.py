@@ -102,7 +102,7 @@ def test_score_statistics_and_plot_scores(tmp_path, capsys):
         rec = tiny_recipe(
             **{
                 "name": f"scores_{tag}",
-                "method": {"name": "moco", "queue_size": 64, "dim": 16, "bn_splits": 2},
+                "method": {"name": "moco", "queue_size": 64, "dim": 16, "bn_group": 8},
                 "positives": positives,
                 "data.loader": "torchvision",
                 "data.train_fraction": 0.05,  # 67 images: 4 steps of 16

@@ -25,7 +25,7 @@ def test_pretrain_kill_resume_equals_uninterrupted_then_eval(tmp_path):
     # MoCo: the resumed state must include the queue, its pointer and the momentum encoder.
     recipe = tiny_recipe(
         **{
-            "method": {"name": "moco", "queue_size": 40, "bn_splits": 2, "momentum": 0.9},
+            "method": {"name": "moco", "queue_size": 40, "bn_group": 8, "momentum": 0.9},
             "train.epochs": 2,
             "train.ckpt_every_steps": 3,
         }
@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    r = tiny_recipe(**{"optim.lr": 1e30, "train.ckpt_every_steps": 1, "optim.scale_lr": False})
+    r = tiny_recipe(**{"optim.lr": 1e30, "train.ckpt_every_steps": 1, "optim.lr_scaling": "none"})
     path = write_recipe(tmp_path / "r.yaml", r)
     out = tmp_path / "run"
     p = run_cli("pretrain", str(path), "--out", str(out))

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import TrainLoader
-from .sharding import shard_positions
+from .sharding import per_process_batch, shard_positions
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,13 +134,20 @@ class FFCVTrainLoader(TrainLoader):
         batches_ahead: FFCV's prefetch depth.
 
     ``data.num_workers`` is the number of numba threads decoding and augmenting (at least 1; they
-    run beside the training loop, in FFCV's loader thread).
+    run beside the training loop, in FFCV's loader thread). ``batch_size`` is this process's batch
+    per step (the trainer's micro-batch); by default ``data.batch_size / world_size``.
     """
 
     name = "ffcv"
 
     def __init__(
-        self, recipe, rank: int = 0, world_size: int = 1, path: str | None = None, batches_ahead: int = 2
+        self,
+        recipe,
+        rank: int = 0,
+        world_size: int = 1,
+        path: str | None = None,
+        batches_ahead: int = 2,
+        batch_size: int | None = None,
     ) -> None:
         if not ffcv_available():
             raise ConfigError(
@@ -153,12 +160,13 @@ class FFCVTrainLoader(TrainLoader):
         from ffcv.pipeline import PipelineSpec
         from ffcv.transforms import ToTensor
 
-        from .beton import BetonSource
+        from .beton import BetonSource, RowChecker
         from .beton_cache import ensure_beton
         from .catalog import build_source
         from .sources import Subset
 
         data = recipe.data
+        batch_size = batch_size or per_process_batch(data.batch_size, world_size)
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}")
         # Rows of the file that make up the training set, position by position.
@@ -178,15 +186,18 @@ class FFCVTrainLoader(TrainLoader):
         if beton.info["fields"].get("image", {}).get("type") != "rgb":
             raise DataError(f"'{self.path}' has no RGB 'image' field; write it with `selfsup data write`")
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.batch_size, self.rank, self.world_size = data.batch_size, rank, world_size
+        # Corrupt records: checked against the row checksums outside the decoding pipeline
+        # (FFCV decodes damaged bytes without a word); see selfsup.data.beton.verify.
+        self._checker = RowChecker(self.path, beton.info)
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         n = len(self.rows)
-        if n < data.batch_size * world_size:
+        if n < batch_size * world_size:
             raise ConfigError(
                 f"the training set has {n} images, fewer than one global batch "
-                f"({data.batch_size} x {world_size} processes); lower data.batch_size"
+                f"({batch_size * world_size}); lower data.batch_size"
             )
         self.epoch, self.skip = 0, 0
-        self.order = _shard_order_class()(self.rows, data.batch_size, rank, world_size, recipe.seed)
+        self.order = _shard_order_class()(self.rows, batch_size, rank, world_size, recipe.seed)
 
         self.view_names: list[str] = []
         pipelines: dict = {}
@@ -208,7 +219,7 @@ class FFCVTrainLoader(TrainLoader):
         try:
             self.loader = Loader(
                 self.path,
-                batch_size=data.batch_size,
+                batch_size=batch_size,
                 num_workers=max(1, int(data.num_workers)),
                 os_cache=True,
                 order=self.order,
@@ -240,6 +251,7 @@ class FFCVTrainLoader(TrainLoader):
 
     def _to_batch(self, out: dict, positions: np.ndarray) -> dict:
         # FFCV reuses its output buffers (a ring of batches_ahead + 2): copy what we hand out.
+        self._checker.check_rows(self.rows[positions])
         stored = out["index"].reshape(-1).numpy()
         if not np.array_equal(stored, self._stored_index[self.rows[positions]]):
             raise RuntimeError("FFCV returned samples out of order (stored index mismatch); this is a bug")
