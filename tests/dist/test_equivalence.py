@@ -64,6 +64,8 @@ def _launch(recipe: Path, out: Path, nproc: int, overrides: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=str(ROOT))
     assert p.returncode == 0, p.stderr[-4000:]
+    # no per-process noise: torch's broadcast_buffers FutureWarning, accelerate's defaults warning
+    assert "FutureWarning" not in p.stderr and "had defaults used instead" not in p.stderr, p.stderr[-4000:]
 
 
 def _losses(run: Path) -> list[float]:

@@ -39,10 +39,16 @@ def format_info(info: dict) -> str:
         )
     for s in info.get("skipped") or []:
         lines.append(f"skipped:  {s.get('path') or 'sample ' + str(s['index'])}: {s['error']}")
-    lines.append(f"checksums: {'per row' if info.get('row_checksums') else 'none (written by an older selfsup)'}")
+    lines.append(
+        f"checksums: {'per row' if info.get('row_checksums') else 'none (written by an older selfsup)'}"
+    )
     v = info.get("verify")
     if v:
-        state = "all rows intact" if not v["bad_count"] else f"{v['bad_count']} corrupt, first {v['first_problem']}"
+        state = (
+            "all rows intact"
+            if not v["bad_count"]
+            else f"{v['bad_count']} corrupt, first {v['first_problem']}"
+        )
         how = "checksums and JPEG decoding" if v["checksums"] else "JPEG decoding only"
         lines.append(f"verified: {v['rows']} rows ({how}): {state}")
     return "\n".join(lines)

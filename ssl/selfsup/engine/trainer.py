@@ -69,6 +69,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_ckpt = self.ckpt_dir / "last.pt"
         check_folder(self.run_dir, "--out")
+        self._fresh_dir = not self.run_dir.exists()  # removed again if the run fails before step 1
         if resume and not self.last_ckpt.exists():
             raise CheckpointError(
                 f"--resume: nothing to resume in '{self.run_dir}' (no checkpoints/last.pt); drop --resume to start"
@@ -91,7 +92,8 @@ class Trainer:
         self.world = self.acc.num_processes
         accum = recipe.train.grad_accum
         self.per_process_batch, self.micro_batch = split_batch(recipe.data.batch_size, self.world, accum)
-        self.loader = build_train_loader(recipe, self.acc.process_index, self.world, self.micro_batch)
+        # The model first: its checks (and a compat method's frozen models) fail before the loader
+        # converts a dataset to a cached .beton.
         method_cls = METHODS[recipe.method.name]
         model = method_cls(recipe)
         from ..positives.attach import attach_positives
@@ -100,6 +102,7 @@ class Trainer:
         from ..compat.attach import attach_compat
 
         attach_compat(model, recipe)
+        self.loader = build_train_loader(recipe, self.acc.process_index, self.world, self.micro_batch)
         if self.world > 1 and _norm_mode(recipe, method_cls) == "syncbn":
             frozen = {id(m) for m in model.frozen_modules()}
             for name, child in list(model.named_children()):
@@ -233,6 +236,18 @@ class Trainer:
         return stats[0].item() / self.world
 
     def fit(self) -> dict:
+        """Train; a run that fails before its first step leaves no run folder behind."""
+        try:
+            return self._fit()
+        except BaseException:
+            if self.is_main and self._fresh_dir and self.global_step == 0:
+                import shutil
+
+                self.logger.close()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _fit(self) -> dict:
         r = self.recipe
         accum = r.train.grad_accum
         max_steps = self.planned_steps

@@ -100,10 +100,20 @@ def _other_data_section(run_dir: Path) -> str | None:
     )
 
 
-def write_run_report(run_dir: str | Path) -> Path:
-    """(Re)write ``run_dir/report.md`` and ``curves.png`` from the run's files."""
+def _curves(run_dir: Path, history: list, name: str) -> Path | None:
+    """``curves.png``, redrawn only when ``history.json`` is newer (plotting takes seconds)."""
     from .plots import plot_curves
 
+    png, hist = run_dir / "curves.png", run_dir / "history.json"
+    if not history:
+        return None
+    if png.exists() and png.stat().st_mtime_ns >= hist.stat().st_mtime_ns:
+        return png
+    return plot_curves(history, png, title=name)
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """(Re)write ``run_dir/report.md`` and ``curves.png`` from the run's files."""
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")
     metrics = metrics if isinstance(metrics, dict) else {}
@@ -117,7 +127,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     history = read_json(run_dir / "history.json")
     history = history if isinstance(history, list) else []
     name = config.get("name") or run_dir.name
-    curves = plot_curves(history, run_dir / "curves.png", title=name) if history else None
+    curves = _curves(run_dir, history, name)
 
     sections = []
     rows = evaluation_rows(metrics)

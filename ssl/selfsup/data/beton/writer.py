@@ -21,7 +21,6 @@ from ...errors import DataError
 from ...utils.io import atomic_path, atomic_write_text
 from ..sources import Source, to_rgb_uint8
 from .extras import extra_value_field, sample_path, source_extras
-from .verify import encode_crcs, row_crc32
 from .schema import (
     FORMAT,
     IMAGE_MODES,
@@ -34,6 +33,7 @@ from .schema import (
     fingerprint,
     sidecar_path,
 )
+from .verify import encode_crcs, row_crc32
 
 
 def _to_hwc_rgb(img: Any) -> np.ndarray:
