@@ -110,7 +110,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert_user_error(run_cli("pretrain", str(ok), "--out", str(out)), "--resume")
     assert_user_error(
         run_cli("pretrain", str(ok), "--out", str(out), "--resume", "--set", "model.width=8"),
-        "another architecture",
+        "model.width (4 -> 8)",
     )
     assert (out / "checkpoints" / "last.pt").read_bytes() == before  # nothing overwritten
 
