@@ -89,7 +89,8 @@ class TrainConfig:
     ckpt_every_steps: int = 0  # 0: only at the end of each epoch
     log_every: int = 10
     progress: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the backbone (falls back to eager with a warning if it can't)
+    channels_last: str = "auto"  # auto (on CUDA) | on | off: NHWC weights and inputs
 
 
 @dataclass
@@ -191,6 +192,7 @@ def validate_core(r: Recipe) -> None:
     _choice(r.optim.name, ("sgd", "lars", "adamw"), "optim.name")
     _choice(r.optim.schedule, ("cosine", "constant"), "optim.schedule")
     _choice(r.train.precision, ("auto", "no", "fp16", "bf16"), "train.precision")
+    _choice(r.train.channels_last, ("auto", "on", "off"), "train.channels_last")
     _choice(r.model.norm, ("auto", "bn", "syncbn"), "model.norm")
     for name in r.eval.run:
         _choice(name, ("linear", "knn", "retrieval", "equivariance"), "eval.run")
