@@ -356,3 +356,39 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
     assert not seen[0] & seen[1]
     one = shard_positions(len(arrays), 20, 0, 1, recipe.seed, 1)  # one process, global batch
     assert seen[0] | seen[1] == set(one.tolist())
+
+
+@pytest.mark.timeout(300)
+def test_decode_once_is_seeded_and_thread_count_independent(raw_beton, capfd):
+    """Two loaders, 1 and 2 threads: identical views (seeded per view); another epoch differs."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    def views(workers: int, epoch: int) -> list:
+        recipe = _recipe(raw_beton, local_views=1)
+        recipe.data.num_workers = workers
+        loader = FFCVTrainLoader(recipe)
+        loader.set_epoch(epoch, skip_batches=1)
+        return [torch.cat([v.reshape(len(v), -1) for v in b["views"]], 1) for b in loader]
+
+    a, b = views(1, 2), views(2, 2)
+    assert len(a) == len(b) == 96 // 16 - 1
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], views(1, 3)[0])
+    # stored images smaller than the views: a clear warning, and the loader still works
+    r = _recipe(raw_beton)
+    r.data.image_size = 48
+    loader = FFCVTrainLoader(r)
+    assert "warning:" in capfd.readouterr().err
+    assert next(iter(loader))["views"][0].shape == (16, 3, 48, 48)
+
+
+@pytest.mark.timeout(300)
+def test_per_view_pipeline_still_builds(raw_beton):
+    """The previous pipeline (kept for `selfsup bench loader`): same batch format."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    loader = FFCVTrainLoader(_recipe(raw_beton, local_views=1), pipeline="per-view")
+    b = next(iter(loader))
+    assert [tuple(v.shape) for v in b["views"]] == [(16, 3, 32, 32)] * 2 + [(16, 3, 16, 16)]
+    with pytest.raises(Exception, match="pipeline"):
+        FFCVTrainLoader(_recipe(raw_beton), pipeline="nope")
