@@ -33,10 +33,19 @@ def faiss_gpu_available() -> bool:
         import faiss
     except ImportError:
         return False
+    if not hasattr(faiss, "StandardGpuResources"):
+        return False  # faiss-cpu
     try:
-        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        gpus = faiss.get_num_gpus()
     except Exception:  # noqa: BLE001 - a broken CUDA install means "no GPU faiss"
-        return False
+        gpus = 0
+    if gpus == 0:
+        import sys
+
+        print(
+            "warning: faiss-gpu is installed but sees no GPU; exact search runs on the CPU", file=sys.stderr
+        )
+    return gpus > 0
 
 
 @functools.lru_cache(maxsize=1)
