@@ -202,6 +202,14 @@ def _add_taps_(dst, d0, src, o0, o1, o2, o3, k0, k1, k2, k3, n):
 
 
 @njit(**_JIT)
+def _set_taps_(dst, d0, src, o0, o1, o2, o3, k0, k1, k2, k3, n):
+    """``dst[d0:d0+n] = (k0 src[o0:] + ...)``: the first group of taps (same bits as 0 + group)."""
+    d0, o0, o1, o2, o3 = np.uint64(d0), np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
+    for x in range(np.uint64(n)):
+        dst[d0 + x] = (k0 * src[o0 + x] + k1 * src[o1 + x]) + (k2 * src[o2 + x] + k3 * src[o3 + x])
+
+
+@njit(**_JIT)
 def blur_(img, kern, first, stop, row, tmp):
     """Separable Gaussian blur of ``(3, H, W)`` uint8 in place, reflect padding, round half to even.
 
@@ -224,24 +232,30 @@ def blur_(img, kern, first, stop, row, tmp):
         ry[y] = _reflect(min(y - half, h + half - 1), h) * w
     flat = img.reshape(-1)
     wu = np.uint64(w)
-    padded = np.uint64(w + 2 * half)
     for x in range(w + 2 * half, w + 2 * half + 4):
         row[x] = _F0
     for c in range(3):
         base = c * h * w
         for y in range(h):  # horizontal pass into tmp, through a reflect-padded float row
             sb = np.uint64(base + y * w)
-            for x in range(padded):
+            hu = np.uint64(half)
+            for x in range(wu):  # the row itself: contiguous, vectorised
+                row[hu + x] = np.float32(flat[sb + x])
+            for x in range(half):  # the reflected edges
                 row[x] = np.float32(flat[sb + np.uint64(rx[x])])
-            db = np.uint64(y * w)
-            for x in range(wu):
-                tmp[db + x] = _F0
-            for k in range(first, stop, 4):
+                row[w + half + x] = np.float32(flat[sb + np.uint64(rx[w + half + x])])
+            db = y * w
+            k = first
+            _set_taps_(tmp, db, row, k, k + 1, k + 2, k + 3, kz[k], kz[k + 1], kz[k + 2], kz[k + 3], w)
+            for k in range(first + 4, stop, 4):
                 _add_taps_(tmp, db, row, k, k + 1, k + 2, k + 3, kz[k], kz[k + 1], kz[k + 2], kz[k + 3], w)
         for y in range(h):  # vertical pass: whole rows at a time, accumulated in row[:w]
-            for x in range(wu):
-                row[x] = _F0
-            for k in range(first, stop, 4):
+            k = first
+            _set_taps_(
+                row, 0, tmp, ry[y + k], ry[y + k + 1], ry[y + k + 2], ry[y + k + 3],
+                kz[k], kz[k + 1], kz[k + 2], kz[k + 3], w,
+            )  # fmt: skip
+            for k in range(first + 4, stop, 4):
                 _add_taps_(
                     row, 0, tmp, ry[y + k], ry[y + k + 1], ry[y + k + 2], ry[y + k + 3],
                     kz[k], kz[k + 1], kz[k + 2], kz[k + 3], w,
