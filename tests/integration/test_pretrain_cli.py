@@ -61,6 +61,45 @@ def test_pretrain_kill_resume_equals_uninterrupted_then_eval(tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_ffcv_kill_resume_equals_uninterrupted(tmp_path):
+    """The FFCV loader's augmentations are seeded per view: a killed and resumed run (with another
+    thread count) ends with the same weights as the uninterrupted one, bit for bit."""
+    pytest.importorskip("ffcv")
+    recipe = tiny_recipe(
+        **{
+            "data.loader": "ffcv",
+            "data.num_workers": 1,
+            "data.augment.blur_p": 0.5,
+            "data.augment.solarize_p": 0.2,
+            "train.epochs": 2,
+            "train.ckpt_every_steps": 3,
+        }
+    )
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    env = {"SELFSUP_DATA_CACHE": str(tmp_path / "cache")}
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    p = run_cli("pretrain", str(path), "--out", str(full), "--no-eval", env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_cli(
+        "pretrain", str(path), "--out", str(broken), "--no-eval", env={**env, "SELFSUP_KILL_AT_STEP": "11"}
+    )
+    assert p.returncode == 137
+    p = run_cli(
+        "pretrain",
+        str(path),
+        "--out",
+        str(broken),
+        "--no-eval",
+        "--resume",
+        "--set",
+        "data.num_workers=2",
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    _assert_same_state(_weights(full), _weights(broken))
+
+
+@pytest.mark.timeout(600)
 def test_pretrain_learns_and_writes_report(tmp_path):
     recipe = tiny_recipe(
         **{

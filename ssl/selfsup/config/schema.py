@@ -97,7 +97,8 @@ class TrainConfig:
     ckpt_every_steps: int = 0  # 0: only at the end of each epoch
     log_every: int = 10
     progress: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the backbone (falls back to eager with a warning if it can't)
+    channels_last: str = "auto"  # auto (on CUDA) | on | off: NHWC weights and inputs
 
 
 @dataclass
@@ -320,6 +321,7 @@ def validate_core(r: Recipe) -> None:
     _at_least(t.max_steps, 1, "train.max_steps", " (omit it to train every epoch)")
     _at_least(t.grad_accum, 1, "train.grad_accum")
     _choice(t.precision, ("auto", "no", "fp16", "bf16"), "train.precision")
+    _choice(t.channels_last, ("auto", "on", "off"), "train.channels_last")
     _at_least(t.ckpt_every_steps, 0, "train.ckpt_every_steps", " (0: at the end of each epoch)")
     _at_least(t.log_every, 1, "train.log_every")
     if o.warmup_epochs > t.epochs:

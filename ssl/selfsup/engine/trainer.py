@@ -30,6 +30,8 @@ from .checkpoint import rng_state, set_rng_state
 from .logging import RunLogger
 from .optim import WarmupCosine, build_optimizer, lr_rule, peak_lr
 from .runinfo import check_resume_recipe, run_facts, run_header
+from .speed import apply as apply_speed_options
+from .speed import first_step
 
 
 def make_accelerator(recipe: Recipe):
@@ -129,6 +131,8 @@ class Trainer:
             recipe.optim.schedule,
             recipe.optim.min_lr_ratio,
         )
+        # channels_last on CUDA, opt-in torch.compile (engine/speed.py); before prepare (DDP)
+        self.speed = apply_speed_options(model, recipe, self.acc.device)
         self.model, self.opt = _prepare(self.acc, model, opt)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         describe = getattr(self.method, "describe", None)
@@ -203,12 +207,15 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------------
     def _to_device(self, batch: dict) -> dict:
         dev = self.acc.device
+        fmt = torch.channels_last if self.speed["channels_last"] else torch.preserve_format
+
+        def move(t):
+            if t.ndim == 4:  # images
+                return t.to(dev, non_blocking=True, memory_format=fmt)
+            return t.to(dev, non_blocking=True)
+
         return {
-            k: (
-                [t.to(dev, non_blocking=True) for t in v]
-                if isinstance(v, list)
-                else (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v)
-            )
+            k: ([move(t) for t in v] if isinstance(v, list) else (move(v) if torch.is_tensor(v) else v))
             for k, v in batch.items()
         }
 
@@ -278,11 +285,19 @@ class Trainer:
                 micro += 1
                 sync = micro % accum == 0
                 ctx = self.acc.no_sync(self.model) if (not sync and self.world > 1) else nullcontext()
-                with ctx, self.acc.autocast():
-                    out = self.model(batch)
-                    loss = out["loss"]
-                loss_value = self._global_loss(loss)
-                self.acc.backward(loss / accum)
+
+                def micro_step(batch=batch, ctx=ctx):
+                    with ctx, self.acc.autocast():
+                        out = self.model(batch)
+                        loss = out["loss"]
+                    loss_value = self._global_loss(loss)
+                    self.acc.backward(loss / accum)
+                    return out, loss_value
+
+                if steps_this_run == 0 and micro == 1:  # compile failures surface here: fall back
+                    out, loss_value = first_step(micro_step, self.model, self.speed)
+                else:
+                    out, loss_value = micro_step()
                 if not sync:
                     continue
                 self.opt.step()

@@ -267,7 +267,14 @@ def query(
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
     k = min(k, meta["count"])
-    scores, pos = idx.search(q, k)
+    import faiss
+
+    from ..eval.search import FlatSearch
+
+    # The stored CPU index's vectors, searched on the GPU when faiss-gpu is there (else the
+    # faster CPU backend); same neighbours as idx.search.
+    xb = faiss.rev_swig_ptr(idx.get_xb(), meta["count"] * idx.d).reshape(meta["count"], idx.d)
+    scores, pos = FlatSearch(xb).search(q, k)
     ids = _ids_array(meta["item_ids"])
     versions = np.asarray(meta["item_versions"], dtype=np.int64)
     lab = meta.get("labels")
