@@ -53,7 +53,7 @@ def collapse_message(rec: dict, threshold: float = COLLAPSE_THRESHOLD, ft: bool 
     text = (
         f"collapse at epoch {rec['epoch']}: mean positive cosine {_cos(rec, 'pos'):.3f} and mean "
         f"negative cosine {_cos(rec, 'neg'):.3f} both exceed {threshold}; the projections point "
-        "one way and the encoder has stopped learning"
+        "one way, the loss tells almost nothing apart and the encoder learns little while it lasts"
     )
     if ft:
         text += (
