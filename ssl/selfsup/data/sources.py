@@ -202,6 +202,7 @@ class Subset(Source):
 # name -> factory(cfg, split) ; modules outside this file are imported lazily ("module:attr").
 SOURCES: dict[str, Callable | str] = {
     "digits": lambda cfg, split: DigitsSource(split, cfg.image_size),
+    "digitpairs": "selfsup.data.digit_pairs:build_source",
     "imagefolder": lambda cfg, split: ImageFolderSource(_need_path(cfg), split),
     "cifar10": lambda cfg, split: CIFARSource(cfg.path, split, 10),
     "cifar100": lambda cfg, split: CIFARSource(cfg.path, split, 100),
