@@ -31,6 +31,13 @@ def test_splits_use_disjoint_scans_fixed_draws_and_resize():
         DigitsSource("test", 8)
     )
     assert np.array_equal(DigitPairsSource("train").images, train.images)  # same draw every time
+    # within a test class no scan repeats: no retrieval by a pixel-identical half
+    for c in range(100):
+        left, right = test.pairs[test.labels == c].T
+        if c // 10 == c % 10:  # both halves come from the same digit's scans
+            assert len(set(left) | set(right)) == 2 * TEST_PER_CLASS
+        else:
+            assert len(set(left)) == len(set(right)) == TEST_PER_CLASS
     cfg = DataConfig(
         source="digitpairs", image_size=32, classes=[10 * a + b for a in range(7) for b in range(7)]
     )
