@@ -18,7 +18,7 @@ def _recipes(folder):
         "data.views": 1,
         "data.train_fraction": 0.1,
         "data.augment": {"preset": "none", "crop_scale": [0.8, 1.0], "flip_p": 0.0},
-        "optim": {"name": "adamw", "lr": 1e-3, "scale_lr": False, "weight_decay": 0.0},
+        "optim": {"name": "adamw", "lr": 1e-3, "lr_scaling": "none", "weight_decay": 0.0},
     }
     wide = lambda last: {"model.kwargs": {"channels": [4, 8, 16, last]}}  # noqa: E731
     specs = {

@@ -65,7 +65,7 @@ ABLATIONS = [
 def ablations(recipes, out, prefix: str, seed: int, old, ind, add, args) -> list:
     """Add the ablation tasks of one seed through ``add`` (as in :func:`._compat_runs.plan`)."""
     from ..recipe import load_recipe
-    from ._compat_runs import SEED_OFFSETS, _channels, old_dim
+    from ._compat_tasks import SEED_OFFSETS, _channels, old_dim
 
     made: dict = {"old": old, "new_independent": ind}
     for a in ABLATIONS:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = {"independent": "independent", "bct": "BCT", "bt2": "BT²", "oca": "OCA"}
-CLOSE = 2.0  # top-1 points: "new/new within about 2 points of independent" (issue 14)
+from ._compat_doc import LABELS
 
 
 def per_query(q: np.ndarray, g: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

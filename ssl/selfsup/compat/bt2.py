@@ -66,7 +66,6 @@ class BT2Config(CompatConfig):
     lambda2: float = 10.0  # pseudo-classifier CE on b_hat
     lambda3: float = 5.0  # alignment of b_hat with the old feature
     label_smoothing: float = 0.0  # on the pseudo-classifier CE (BT-2: none; the first CE never has any)
-    logit_scale: float = 1.0  # fc_out logits = scale * fc_out(f) (BT-2: 1; see method.logit_scale)
 
 
 def bt2_losses(
@@ -123,7 +122,7 @@ class BT2Term(CompatTerm):
         teacher = self.frozen_features("teacher", x) if "teacher" in self.frozen else None
         terms = bt2_losses(
             parts,
-            c.logit_scale * self.fc_out(parts["f"]),
+            self.fc_out(parts["f"]),
             y,
             self.pseudo,
             self.frozen_features("old", x),

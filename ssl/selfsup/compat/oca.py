@@ -48,7 +48,6 @@ class OCAConfig(CompatConfig):
     w_pseudo: float = 10.0  # pseudo-classifier CE on normalize(h_bct)
     w_anchor: float = 5.0  # prototype anchoring 1 - cos(P[y], h_bct)
     label_smoothing: float = 0.1
-    logit_scale: float = 1.0  # fc_out logits = scale * fc_out(T h + t) (OCA: 1; see method.logit_scale)
 
 
 def oca_losses(
@@ -80,8 +79,7 @@ class OCATerm(CompatTerm):
     def forward(self, method, batch: dict, out: dict) -> dict:
         c = self.cfg
         h = self.head(out["feats"].float())
-        logits = c.logit_scale * self.fc_out(self.T(h))
-        terms = oca_losses(h, logits, batch["label"], self.protos, c.label_smoothing)
+        terms = oca_losses(h, self.fc_out(self.T(h)), batch["label"], self.protos, c.label_smoothing)
         loss = c.w_ce * terms["ce"] + c.w_pseudo * terms["pseudo_ce"] + c.w_anchor * terms["anchor"]
         return {"loss": loss, **{f"oca_{k}": v.detach() for k, v in terms.items()}}
 

@@ -99,7 +99,3 @@ def _resize(grey: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(grey).float()[:, None]
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
     return t.clamp(0, 255).round().byte()[:, 0].numpy()
-
-
-def build_source(cfg, split: str) -> DigitPairsSource:
-    return DigitPairsSource(split, cfg.image_size)

@@ -35,13 +35,12 @@ class SupervisedConfig(MethodConfig):
     num_classes: int | None = None  # None: the data source's label space (all classes, not data.classes)
     label_smoothing: float = 0.0
     normalize: bool = True  # classify L2-normalised features (ml-fct/BT-2/OCA norm_feature); False: raw
-    logit_scale: float = 1.0  # logits = scale * W normalize(h); 1 = ml-fct (see the module docstring)
     bias: bool = False  # classifier bias (the ml-fct classifier has none)
 
 
 def source_num_classes(data_cfg) -> int:
     """Size of the label space of the recipe's data source (ignores ``data.classes``)."""
-    from ..data.sources import build_source
+    from ..data.catalog import build_source
 
     src = build_source(data_cfg, "train")
     n = int(getattr(src, "num_classes", 0) or 0)
@@ -76,10 +75,7 @@ class Supervised(Method):
         h = self.backbone(x)  # [B, feat_dim]
         if not self.classifier_loss:
             return {"loss": h.new_zeros(()), "feats": h}
-        if self.cfg.normalize:
-            logits = self.cfg.logit_scale * self.classifier(F.normalize(h, dim=1))  # [B, num_classes]
-        else:
-            logits = self.classifier(h)
+        logits = self.classifier(F.normalize(h, dim=1) if self.cfg.normalize else h)  # [B, num_classes]
         loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).float().mean()
