@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from selfsup.config import DataConfig
+from selfsup.data.catalog import build_source
 from selfsup.data.digit_pairs import TEST_PER_CLASS, TRAIN_PER_CLASS, DigitPairsSource
-from selfsup.data.sources import DigitsSource, build_source
+from selfsup.data.sources import DigitsSource
 
 
 def test_images_are_the_two_scans_side_by_side_and_labels_are_the_number():

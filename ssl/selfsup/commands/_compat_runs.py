@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -88,6 +89,9 @@ def run_tasks(tasks: list[Task], out: Path, args) -> None:
             if ready is None:
                 break
             pending.remove(ready)
+            if ready.out.exists():  # an interrupted or failed earlier attempt: start it afresh
+                shutil.rmtree(ready.out)
+                print(f"[clean] {ready.name}: removed its unfinished run folder", flush=True)
             ready.out.parent.mkdir(parents=True, exist_ok=True)
             log = open(ready.log, "w")  # noqa: SIM115 - closed when the run ends
             cmd = [*launcher, sys.executable, "-m", "selfsup.cli", *ready.argv(common)]
