@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from selfsup.commands import compat_replicate
-from selfsup.commands._compat_runs import _common, plan
+from selfsup.commands._compat_runs import _common, plan, run_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +57,16 @@ def test_plan_orders_dependencies_and_widens_v3_from_finished_dims(tmp_path):
     assert "s0/abl_old_raw" in names and "s0/abl_long_bt2" in names
     long_bt2 = next(t for t in ablated if t.name == "s0/abl_long_bt2")
     assert long_bt2.teacher.name == "s0/abl_long_independent" and "train.epochs=12" in long_bt2.argv([])
+
+
+def test_run_tasks_restarts_an_interrupted_run_from_an_empty_folder(tmp_path, capsys):
+    """A run folder without metrics (an interrupted attempt) is removed before the run starts again:
+    the training command refuses to write into a folder that already holds a run."""
+    args = _args("--seeds", "0", "--no-sequence", "--launcher", "true")  # `true ...`: a no-op run
+    tasks = [t for t in plan(ROOT / "recipes" / "compat", tmp_path, args) if t.name == "s0/old"]
+    stale = tasks[0].out / "checkpoints" / "last.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("half-written")
+    run_tasks(tasks, tmp_path, args)
+    assert "[clean] s0/old" in capsys.readouterr().out
+    assert not stale.exists() and tasks[0].timing.is_file()
