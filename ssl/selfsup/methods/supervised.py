@@ -33,7 +33,7 @@ from .base import Method, register
 class SupervisedConfig(MethodConfig):
     name: str = "supervised"
     num_classes: int | None = None  # None: the data source's label space (all classes, not data.classes)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
     normalize: bool = True  # classify L2-normalised features (ml-fct/BT-2/OCA norm_feature); False: raw
     bias: bool = False  # classifier bias (the ml-fct classifier has none)
 
