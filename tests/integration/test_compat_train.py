@@ -62,7 +62,11 @@ def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:
 
 
 def test_compat_train_bt2_end_to_end(tmp_path, old):
-    recipe = write_recipe(tmp_path / "bt2.yaml", _supervised(**{"name": "bt2", "compat": {"name": "bt2"}}))
+    # BT-2's layout: the new backbone has d_new + d_old = 32 + 32 features, f the first 32
+    wide = {"model.kwargs": {"channels": [4, 8, 16, 64]}}
+    recipe = write_recipe(
+        tmp_path / "bt2.yaml", _supervised(**{"name": "bt2", "compat": {"name": "bt2"}, **wide})
+    )
     out = tmp_path / "run"
     p = run_cli(
         "compat", "train", str(recipe), "--old", str(old), "--out", str(out),
@@ -158,13 +162,15 @@ def test_bct_paper_form_uses_old_classifier_and_synthesises_new_classes(old):
     term = method.extra_terms[0]
     cls = read_checkpoint(old)["classifier"]
     assert cls["classes"] == [0, 1, 2, 3, 4] and term.lam == 1.0
+    # the old classifier saw normalised features without bias (supervised defaults): so does the term
+    assert cls["normalize"] is True and cls["bias"] is None and term.normalize
     assert torch.allclose(term.weight[:5], cls["weight"][:5])
-    assert torch.allclose(term.bias[:5], cls["bias"][:5])
+    assert torch.all(term.bias == 0)
     enc, _ = load_encoder(old)
     feats, labels = training_features(enc, recipe)
-    for c in range(5, 10):  # classes the old model never saw: mean raw old feature, bias 0
-        assert torch.allclose(term.weight[c], feats[labels == c].mean(0), atol=1e-5)
-        assert term.bias[c] == 0
+    unit = torch.nn.functional.normalize(feats, dim=1)
+    for c in range(5, 10):  # classes the old model never saw: mean old feature as the classifier sees it
+        assert torch.allclose(term.weight[c], unit[labels == c].mean(0), atol=1e-5)
 
 
 def test_hotrefresh_on_simclr_few_steps(tmp_path, old, capsys):
@@ -206,6 +212,12 @@ def test_errors_missing_old_incomparable_dims_no_compat_no_teacher(tmp_path, old
     _assert_one_line_error(rc, err, "no compat section")
 
     bt2 = write_recipe(tmp_path / "bt2.yaml", _supervised(compat={"name": "bt2"}))
+    rc, err = _cli_in_process(
+        capsys, "compat", "train", str(bt2), "--old", str(old), "--out", str(tmp_path / "d")
+    )
+    _assert_one_line_error(rc, err, "d_new + d_old", "model.kwargs.channels", "compat.new_dim")
+    wide = {"model.kwargs": {"channels": [4, 8, 16, 64]}}
+    bt2 = write_recipe(tmp_path / "bt2w.yaml", _supervised(compat={"name": "bt2"}, **wide))
     rc, err = _cli_in_process(
         capsys, "compat", "train", str(bt2), "--old", str(old), "--out", str(tmp_path / "d")
     )

@@ -4,14 +4,24 @@ The new model's retrieval feature ``phi [B, k + d_new]`` is an orthogonal transf
 ``[u; C f]`` (see :class:`selfsup.models.compat_heads.BT2Head`): the first ``d_old`` dims ``b`` are the
 old-compatible part, the remaining ones extra capacity. With ``b_hat = normalize(b)`` and the
 pseudo-classifier ``P [C, d_old]`` (class means of the old model's normalised features over the
-new training set), the loss is (card section 2)::
+new training set), the loss is (docs/methods/compat.md)::
 
     L = CE(fc_out(f), y) + l2 * LS_CE(b_hat P^T, y) + l3 * (1 - mean <phi_old(x), b_hat>)
         + l1 * (1 - mean <phi'_new(x), f>)
 
 with ``phi_old`` the frozen old model and ``phi'_new`` a frozen *independently trained* new model
-(``compat.teacher``), both L2-normalised. Card defaults: ``l1, l2, l3 = 1, 10, 5``; 32 extra dims on
-128 (scaled here to ``d_old // 4``); ``C = 2``; label smoothing only on the pseudo-classifier CE.
+(``compat.teacher``), both L2-normalised. Card and BT-2 defaults: ``l1, l2, l3 = 1, 10, 5``; 32
+extra dims on 128 (scaled here to ``d_old // 4``); ``C = 2``; plain CE in both CE terms (the BT-2
+transfer trainer calls ``nn.CrossEntropyLoss()`` for both; its config's label smoothing is unused).
+
+Backbone layout, as in BT-2's ``ResNet_ortho``: the backbone emits ``d_new + d_old`` features;
+``f`` is the first ``d_new`` of them and the remaining ``d_old`` reach the model only through the
+extra-dims branch ``u = normalize(fc3(relu(z)))`` (which reads all of ``z``). The default
+``new_dim`` is therefore ``D - d_old``: give the new backbone a last stage ``d_old`` channels wider
+than the teacher's (``model.kwargs.channels``). With ``new_dim = D`` (``f`` and ``u`` from the same
+features) the new branch has no capacity of its own: ``b`` holds ``u`` and 3/4 of ``P C f``, so the
+old-alignment and pseudo-classifier terms (weights 5 and 10) pull all of ``f`` towards the old
+model and new/new falls to BCT's level.
 
 Differences from the BT-2 code, on purpose: the frozen features are computed on the fly on the
 same augmented view the new model sees (the code precomputes them once per image path); ``fc3``
@@ -49,13 +59,13 @@ from .common import (
 class BT2Config(CompatConfig):
     name: str = "bt2"
     teacher: str | None = None  # encoder.pt of the independently trained new model (needed when lambda1 > 0)
-    extra_dims: int | None = None  # k; None: d_old // 4 (card: 32 on 128)
-    new_dim: int | None = None  # d_new: backbone dims forming f; None: all of them (card: 128 of 256)
+    extra_dims: int | None = None  # k; None: d_old // 4 (the papers: 32 on 128)
+    new_dim: int | None = None  # d_new: first backbone dims forming f; None: D - d_old (BT-2: 128 of 256)
     scale: float = 2.0  # C
     lambda1: float = 1.0  # distillation from the independent new model
     lambda2: float = 10.0  # pseudo-classifier CE on b_hat
     lambda3: float = 5.0  # alignment of b_hat with the old feature
-    label_smoothing: float = 0.1  # on the pseudo-classifier CE (the first CE has none)
+    label_smoothing: float = 0.0  # on the pseudo-classifier CE (BT-2: none; the first CE never has any)
 
 
 def bt2_losses(
@@ -131,8 +141,14 @@ def attach(method, recipe, cfg: BT2Config) -> None:
     check_preprocessing(info, recipe.data)
     d_old = int(info["dim"])
     d_in = int(method.feat_dim)
-    new_dim = int(cfg.new_dim or d_in)
     extra = int(cfg.extra_dims if cfg.extra_dims is not None else max(1, d_old // 4))
+    if cfg.new_dim is None and d_in <= d_old:
+        raise ConfigError(
+            f"BT² needs a new backbone of d_new + d_old features (BT-2: 128 + 128) but it has {d_in} and "
+            f"the old model {d_old}: widen its last stage, e.g. model.kwargs.channels: "
+            f"[w, 2w, 4w, {d_in + d_old}], or set compat.new_dim (all {d_in}: f and u share the features)"
+        )
+    new_dim = int(cfg.new_dim if cfg.new_dim is not None else d_in - d_old)
     if not 0 < new_dim <= d_in:
         raise ConfigError(f"compat.new_dim: {new_dim} must be between 1 and the backbone's {d_in} features")
     if extra < 1:

@@ -1,6 +1,6 @@
 """Shared pieces of compatible training: the frozen old model, the pseudo-classifier, term base.
 
-Method card: ``/work/shared/reference/compat.md``. Every compat method trains a *new* model whose
+Methods: ``docs/methods/compat.md``. Every compat method trains a *new* model whose
 retrieval feature, sliced to the old model's dimension ``d_old``, is comparable with the frozen
 *old* model's feature (new queries against an old gallery, no backfilling).
 """
@@ -106,7 +106,7 @@ def check_dims(d_old: int, d_new: int, where: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pseudo-classifier (BT-2 / OCA "BCT" baseline; card section 2)
+# Pseudo-classifier (BT-2 / OCA "BCT" baseline; docs/methods/compat.md)
 
 
 def class_means(feats: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

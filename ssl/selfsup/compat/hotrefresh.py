@@ -1,7 +1,7 @@
 """Self-supervised compatibility: Hot-Refresh's new-to-old contrastive term.
 
 Zhang et al., "Hot-Refresh Model Upgrades with Regression-Free Compatible Training in Image
-Retrieval", ICLR 2022 (RACT; card "brief related methods"). Works with any method (SimCLR, MoCo,
+Retrieval", ICLR 2022 (RACT). Works with any method (SimCLR, MoCo,
 SimSiam, supervised): it needs no labels. With ``n_i`` the new feature of image ``i`` (backbone
 features of the method's first view, matched to ``d_old`` dims) and ``o_j`` the frozen old
 model's feature of image ``j`` in the batch, both L2-normalised::
@@ -9,10 +9,10 @@ model's feature of image ``j`` in the batch, both L2-normalised::
     L_compat = lambda * mean_i -log( exp(<n_i, o_i>/T) / sum_j exp(<n_i, o_j>/T) )
 
 i.e. InfoNCE with positive ``<new_i, old_i>`` and negatives ``new_i . old_j`` (j != i), T = 0.01
-(card). RACT's extra new-new negatives "over other classes" need labels and are left out; with one
+(as in the OpenCompatible code). RACT's extra new-new negatives "over other classes" need labels and are left out; with one
 process the negatives are the local batch (RACT gathers them across GPUs).
 
-Dimensions: ``match: slice`` (default; card section 4, the old-compatible sub-space is the first
+Dimensions: ``match: slice`` (default; docs/methods/compat.md, the old-compatible sub-space is the first
 ``d_old`` dims) needs a backbone at least ``d_old`` wide; ``match: project`` learns a linear map
 ``D -> d_old`` that becomes part of the exported encoder (``backbone + LinearHead``).
 """
@@ -41,7 +41,7 @@ from .common import (
 class HotRefreshConfig(CompatConfig):
     name: str = "hotrefresh"
     weight: float = 1.0  # lambda
-    temperature: float = 0.01  # T (card)
+    temperature: float = 0.01  # T (OpenCompatible code)
     match: str = "slice"  # slice | project
 
 

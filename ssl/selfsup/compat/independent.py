@@ -3,7 +3,7 @@
 The new model trains exactly as without a ``compat`` section; ``compat.old`` is still loaded and
 checked (it must exist, and its dimension must be comparable with the new one) because
 ``selfsup compat train`` evaluates old/old, new/old and new/new retrieval. The paper tables
-(card section 4) show such a model fails the compatibility criterion (e.g. 0.8 vs 33.6 top-1
+(docs/methods/compat.md) show such a model fails the compatibility criterion (e.g. 0.8 vs 33.6 top-1
 new/old vs old/old on CIFAR-100). Its export lists no ``compatible_with``.
 """
 

@@ -1,6 +1,6 @@
 """OCA: backward-compatible aligned representations via an orthogonal transformation layer.
 
-Ricci et al., ECCV 2024 workshops, arXiv 2408.08793 (card section 2). The retrieval feature is
+Ricci et al., ECCV 2024 workshops, arXiv 2408.08793 (docs/methods/compat.md). The retrieval feature is
 ``h = normalize(embed(backbone(x))) [B, d_old + k]``: its first ``d_old`` dims ``h_bct`` are the
 old-compatible sub-space, the rest additional capacity. The classifier sees ``h`` only through an
 orthogonal layer with a learnable bias, ``h_perp = T h + t`` (``T`` orthogonal
@@ -43,7 +43,7 @@ from .common import (
 @dataclass
 class OCAConfig(CompatConfig):
     name: str = "oca"
-    extra_dims: int | None = None  # k; None: d_old // 4 (card: 32 on 128)
+    extra_dims: int | None = None  # k; None: d_old // 4 (the papers: 32 on 128)
     w_ce: float = 5.0  # classification through the orthogonal layer
     w_pseudo: float = 10.0  # pseudo-classifier CE on normalize(h_bct)
     w_anchor: float = 5.0  # prototype anchoring 1 - cos(P[y], h_bct)
@@ -71,7 +71,7 @@ class OCATerm(CompatTerm):
         super().__init__()
         d = head.out_dim
         self.head = head
-        self.T = ortho_linear(d, bias=True)  # orthogonal weight + free bias (card pitfall 5)
+        self.T = ortho_linear(d, bias=True)  # orthogonal weight + free bias (as the OCA code)
         self.fc_out = nn.Linear(d, num_classes, bias=False)
         self.register_buffer("protos", protos.float().clone())  # [C, d_old], frozen
         self.cfg = cfg

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .beton import BetonSource, is_train_split, resolve_beton_path
+from .digit_pairs import DigitPairsSource
 from .iebench import DOWNLOAD_HINT, IEBenchSource, norm_split
 from .render3d import render_dataset
 from .sources import CIFARSource, DigitsSource, ImageFolderSource, Source, Subset
@@ -71,6 +72,7 @@ def _beton(cfg, split: str) -> BetonSource:
 # name -> factory(cfg, split)
 SOURCES: dict[str, Callable | str] = {
     "digits": lambda cfg, split: DigitsSource(split, cfg.image_size),
+    "digitpairs": lambda cfg, split: DigitPairsSource(split, cfg.image_size),
     "imagefolder": lambda cfg, split: ImageFolderSource(_need_path(cfg), split),
     "cifar10": lambda cfg, split: CIFARSource(cfg.path, split, 10),
     "cifar100": lambda cfg, split: CIFARSource(cfg.path, split, 100),

@@ -1,6 +1,6 @@
 """Compatibility evaluation of trained models: old/old, new/old, new/new retrieval.
 
-Protocol (card section 4, implemented in :mod:`selfsup.eval.retrieval` and
+Protocol (docs/methods/compat.md, implemented in :mod:`selfsup.eval.retrieval` and
 :mod:`selfsup.eval.compatibility`): query = gallery = the whole test split with **all** classes
 (``data.classes`` is dropped), each query's own item excluded, cosine similarity after truncating
 both sides to the smaller dimension (the old model's: compatible models put their old-compatible

@@ -1,6 +1,6 @@
 """Compatibility matrix over model versions, AC / AM, the empirical criterion and update gain.
 
-Definitions from the method card ``/work/shared/reference/compat.md`` section 4 (BCT, Shen et al.
+Definitions from the ``docs/methods/compat.md`` (BCT, Shen et al.
 CVPR 2020, arXiv 2003.11942; multi-model AC/AM as in ``miccunifi/iamcl2r``):
 
 - ``M[t][i]`` = retrieval metric of query model ``t`` against gallery model ``i`` for ``i <= t``
@@ -40,7 +40,7 @@ def compat_matrices(
 
     ``features[t]`` is the ``[N, D_t]`` embedding of the same ``N`` test items (same order) by model
     version ``t`` (oldest first); ``labels`` is ``[N]``. Each cell runs one full-ranking retrieval
-    evaluation (card section 4); ``slice_dims`` truncates to the smaller dimension (card default).
+    evaluation (docs/methods/compat.md); ``slice_dims`` truncates to the smaller dimension (the papers' protocol).
     """
     if len(features) == 0:
         raise DataError("compat matrix needs at least one model's features")
@@ -106,7 +106,7 @@ def _check_matrix(M: np.ndarray) -> np.ndarray:
 
 
 def criterion_flags(M: np.ndarray) -> np.ndarray:
-    """``[T, T]`` bool: ``flags[t][i] = M[t][i] > M[i][i]`` for ``t > i`` (card: empirical criterion).
+    """``[T, T]`` bool: ``flags[t][i] = M[t][i] > M[i][i]`` for ``t > i`` (the empirical criterion).
 
     Diagonal and upper triangle are False.
     """
@@ -120,7 +120,7 @@ def criterion_flags(M: np.ndarray) -> np.ndarray:
 
 
 def ac_am(M: np.ndarray) -> tuple[float, float]:
-    """Average compatibility and average multi-model accuracy of a ``[T, T]`` matrix (card section 4).
+    """Average compatibility and average multi-model accuracy of a ``[T, T]`` matrix (docs/methods/compat.md).
 
     AC = fraction of the ``T(T-1)/2`` pairs ``t > i`` with ``M[t][i] > M[i][i]`` (NaN for
     ``T = 1``: no pairs); AM = mean of the lower triangle including the diagonal.
@@ -134,7 +134,7 @@ def ac_am(M: np.ndarray) -> tuple[float, float]:
 
 
 def update_gain(m_new_old: float, m_old_old: float, m_indep_new: float) -> float:
-    """Update gain ``G = [M(new, old) - M(old, old)] / [M(new*, new*) - M(old, old)]`` (card section 4).
+    """Update gain ``G = [M(new, old) - M(old, old)] / [M(new*, new*) - M(old, old)]`` (docs/methods/compat.md).
 
     ``m_indep_new`` is ``M(new*, new*)`` of an independently trained new model. NaN when the
     independent model does not improve on the old one (zero denominator).
@@ -148,7 +148,7 @@ def update_gain(m_new_old: float, m_old_old: float, m_indep_new: float) -> float
 def compat_metrics(matrices: dict[str, np.ndarray], ac_metric: str = "top1") -> dict[str, float]:
     """Flat ``metrics.json`` entries for compatibility matrices.
 
-    Keys: ``compat/ac`` and ``compat/am`` (on ``ac_metric``, CMC top-1 by default, as the card),
+    Keys: ``compat/ac`` and ``compat/am`` (on ``ac_metric``, CMC top-1 by default, as the papers),
     ``compat/<metric>/ac`` and ``compat/<metric>/am`` for every metric given,
     ``compat/<metric>/q<t>_g<i>`` for every cell ``i <= t``, and
     ``compat/criterion/q<t>_g<i>`` (1.0 / 0.0) for every pair ``t > i`` on ``ac_metric``.

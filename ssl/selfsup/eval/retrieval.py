@@ -1,6 +1,6 @@
 """Image retrieval evaluation: CMC top-k and mAP with faiss exact search.
 
-Protocol (method card ``/work/shared/reference/compat.md`` section 4, as in openBCT, BT-2 and OCA):
+Protocol (``docs/methods/compat.md``, as in openBCT, BT-2 and OCA):
 
 - query set = gallery = the whole test set; each query's own **item index** is excluded from its
   ranking, also when query and gallery features come from different models ("new/old" =
@@ -62,7 +62,7 @@ def match_dims(
     """Bring ``[Nq, Dq]`` queries and ``[Ng, Dg]`` gallery to a common dimension.
 
     With ``slice_dims`` both sides are truncated to ``min(Dq, Dg)`` (the old, smaller model's
-    dimension: compatible models put the old-compatible sub-space first, card section 4); callers
+    dimension: compatible models put the old-compatible sub-space first, as in the BT-2 and OCA code); callers
     re-normalise afterwards. Without it, differing dimensions raise :class:`DataError`.
     """
     dq, dg = query.shape[1], gallery.shape[1]
@@ -184,7 +184,7 @@ def ranking_stats(
     Searches with ``k = Ng`` (all items) for ``chunk_size`` queries at a time, through
     ``faiss_index`` when given, else a :class:`~selfsup.eval.search.FlatSearch` (``backend``);
     with ``exclude_self`` gallery item ``i`` is removed from query ``i``'s ranking (by index, not
-    by distance; card section 4). Returns the per-query stats and, if ``return_top > 0``, the
+    by distance; docs/methods/compat.md). Returns the per-query stats and, if ``return_top > 0``, the
     ``[Nq, return_top]`` gallery indices at the head of each ranking (self excluded).
     """
     from .search import FlatSearch
@@ -289,7 +289,7 @@ def retrieval_metrics(
     index_kwargs: dict | None = None,
     backend: str = "auto",
 ) -> dict[str, float]:
-    """Retrieval metrics of ``[Nq, Dq]`` queries against a ``[Ng, Dg]`` gallery (card section 4).
+    """Retrieval metrics of ``[Nq, Dq]`` queries against a ``[Ng, Dg]`` gallery (docs/methods/compat.md).
 
     Without ``gallery_feats`` the gallery is the query set itself (query = gallery = test set).
     ``gallery_labels`` defaults to ``query_labels`` (same items embedded by another model). With

@@ -3,8 +3,15 @@
 This is the training setting of the backward-compatibility papers (BCT, Shen et al. CVPR 2020,
 arXiv 2003.11942; BT², Zhou et al. ICCV 2023, arXiv 2211.03989; OCA, Ricci et al. 2024, arXiv
 2408.08793): an old model trained on part of the classes (``data.classes``), a new one on all of
-them. The loss is ``CE(W h + b, y)`` on the first view, with optional label smoothing (0.1 in the
-BT²/OCA backbones), where ``h = backbone(x)`` is ``[B, feat_dim]``.
+them. The loss is ``CE(W normalize(h), y)`` on the first view, with optional label smoothing (0.1
+in the BT²/OCA backbones), where ``h = backbone(x)`` is ``[B, feat_dim]``.
+
+By default the classifier sees the L2-normalised feature, without bias and without a logit scale,
+as the ml-fct backbones behind the BT-2 and OCA code do (``norm_feature: True``, a bias-free 1x1
+conv as fc). Retrieval then ranks by the same cosine geometry the classifier was trained on, and
+the old model's normalised class means (the BCT/BT²/OCA pseudo-classifier) classify its features
+the way its own classifier does. ``normalize: false, bias: true`` gives the plain linear
+classifier ``CE(W h + b, y)``.
 
 The exported encoder is the backbone; the classifier is exported too (``export_info`` ->
 ``classifier``) because BCT's influence loss in the paper's form needs the frozen old classifier.
@@ -27,7 +34,8 @@ class SupervisedConfig(MethodConfig):
     name: str = "supervised"
     num_classes: int | None = None  # None: the data source's label space (all classes, not data.classes)
     label_smoothing: float = 0.0  # cross-entropy label smoothing
-    bias: bool = True  # classifier bias
+    normalize: bool = True  # classify L2-normalised features (ml-fct/BT-2/OCA norm_feature); False: raw
+    bias: bool = False  # classifier bias (the ml-fct classifier has none)
 
 
 def source_num_classes(data_cfg) -> int:
@@ -67,19 +75,21 @@ class Supervised(Method):
         h = self.backbone(x)  # [B, feat_dim]
         if not self.classifier_loss:
             return {"loss": h.new_zeros(()), "feats": h}
-        logits = self.classifier(h)  # [B, num_classes]
+        logits = self.classifier(F.normalize(h, dim=1) if self.cfg.normalize else h)  # [B, num_classes]
         loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).float().mean()
         return {"loss": loss, "acc": acc, "feats": h}
 
     def export_info(self) -> dict:
-        """The classifier ``W [C, feat_dim]``, ``b [C]`` and the trained class ids (BCT's old classifier)."""
+        """The classifier ``W [C, feat_dim]``, ``b [C]``, whether it sees normalised features and the
+        trained class ids (BCT's old classifier)."""
         classes = self.recipe.data.classes
         return {
             "classifier": {
                 "weight": self.classifier.weight.detach().cpu().clone(),
                 "bias": None if self.classifier.bias is None else self.classifier.bias.detach().cpu().clone(),
+                "normalize": bool(self.cfg.normalize),
                 "classes": list(range(self.num_classes)) if classes is None else [int(c) for c in classes],
             }
         }

@@ -5,7 +5,7 @@ Training heads hold orthogonal layers through ``torch.nn.utils.parametrizations.
 BT² and OCA code do. For export, :meth:`export` bakes each orthogonal matrix into a plain
 ``Linear`` weight, so an exported ``encoder.pt`` reloads through
 :func:`selfsup.models.export.build_from_arch` (``arch["head"]`` = the head's :meth:`spec`)
-without registering parametrisations first (card pitfall 4 disappears).
+without registering parametrisations first (the BT-2 code must register them before loading).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _copy_weight(dst: nn.Linear, src: nn.Linear) -> None:
 
 
 class BT2Head(nn.Module):
-    """BT² basis transformation (Zhou et al., ICCV 2023, arXiv 2211.03989; card section 2).
+    """BT² basis transformation (Zhou et al., ICCV 2023, arXiv 2211.03989; docs/methods/compat.md).
 
     From backbone features ``z [B, D]``::
 
@@ -43,7 +43,7 @@ class BT2Head(nn.Module):
         b   = O(v[:, :d_old])                           # O orthogonal d_old x d_old   [B, d_old]
         phi = [b, v[:, d_old:]]                         # retrieval feature   [B, k + d_new]
 
-    so ``<phi, phi'> = <u, u'> + C^2 <f, f'>`` and ``|phi|^2 = 1 + C^2``. The card's fc3 has 128
+    so ``<phi, phi'> = <u, u'> + C^2 <f, f'>`` and ``|phi|^2 = 1 + C^2``. BT-2's fc3 has 128
     outputs of which only the first k are used; here it has exactly k (the others get no gradient).
     """
 
@@ -95,7 +95,7 @@ class BT2Head(nn.Module):
 
 
 class EmbedHead(nn.Module):
-    """``h = normalize(embed(z))``: OCA's retrieval feature ``[B, d_old + k]`` (card section 2).
+    """``h = normalize(embed(z))``: OCA's retrieval feature ``[B, d_old + k]`` (docs/methods/compat.md).
 
     OCA's ResNet makes its last block ``d_old + k`` channels wide; with a timm backbone of another
     width a linear embedding maps ``D -> d_old + k`` (identity when they already match).
