@@ -250,6 +250,20 @@ def test_unknown_generator_and_key_rejected_at_load():
         recipe("moco", [{"name": "hallucinator", "r_maxx": 0.1}])
 
 
+@pytest.mark.parametrize(
+    "method,width,hidden", [("moco", 128, 256), ("simsiam", 512, 1024), ("simsiam", 2048, 1024)]
+)
+def test_default_generator_width_is_capped_at_the_official_size(method, width, hidden):
+    """2d at the official widths (MoCo 128, SimSiam 512); SimSiam's paper width 2048 stays at 1024."""
+    key = "dim" if method == "moco" else "proj_dim"
+    r = recipe(method, ["hallucinator"], **{key: width})
+    assert r.positives[0].dim == width and r.positives[0].hidden == hidden
+    from selfsup.positives.hallucinator import Hallucinator
+
+    n = sum(p.numel() for p in Hallucinator(width, r.positives[0].hidden).parameters())
+    assert n < 8_000_000  # 2d at 2048 dims would be 42M
+
+
 def test_matching_explicit_dim_is_accepted():
     m = built("moco", [{"name": "hallucinator", "dim": 16, "hidden": 24}])
     assert m.hallucinator.mlp[0].out_features == 24

@@ -29,8 +29,11 @@ Official quirks, each behind an option whose default is the official behaviour:
   row of the same source image except the anchor's own positive is removed from its denominator.
 
 Unlike the official code the dimensions are derived from the model (MoCo/SimCLR: projector output
-``d``; SimSiam: predictor output), with ``hidden = 2 d`` by default (256 for d = 128 and 1024 for
-d = 512, the official sizes), and the MoCo queue is written modulo its size, so ``K`` need not be
+``d``; SimSiam: predictor output), with ``hidden = min(2 d, 1024)`` by default (256 for d = 128 and
+1024 for d = 512, the official sizes). The cap keeps the generator near the official size where the
+embedding is wider than the official code's: SimSiam at the paper's 2048 dims would otherwise get
+a 4096-wide generator of 42M parameters (more than a ResNet-50); capped it has 7.3M (official:
+2.6M at 512 dims). The MoCo queue is written modulo its size, so ``K`` need not be
 divisible by ``2 * batch`` (card, pitfall 3).
 """
 
@@ -45,6 +48,10 @@ from ..errors import ConfigError
 from .base import register
 
 
+# The official generators' widest hidden layer (SimSiam's); the default never exceeds it.
+MAX_DEFAULT_HIDDEN = 1024
+
+
 @dataclass
 class HallucinatorConfig:
     """Recipe options of ``positives: [{name: hallucinator, ...}]``."""
@@ -52,7 +59,7 @@ class HallucinatorConfig:
     name: str = "hallucinator"
     r_max: float = 0.1  # r ~ U(0, r_max), one draw per step (card: 0.1)
     dim: int | None = None  # None: the model's embedding width; set it to assert that width
-    hidden: int | None = None  # MLP hidden width; None: 2 * dim (the official 256 / 1024)
+    hidden: int | None = None  # MLP hidden width; None: min(2 * dim, 1024) (the official 256 / 1024)
     enqueue_duplicates: bool = True  # MoCo: enqueue [k; k] (official) or k once (False, clean)
     duplicate_negatives: bool = True  # SimCLR: same-image copies count as negatives (official)
 
@@ -65,7 +72,7 @@ class HallucinatorConfig:
         if self.dim is None and isinstance(dim, int):
             self.dim = dim
         if self.hidden is None and self.dim is not None:
-            self.hidden = 2 * self.dim
+            self.hidden = min(2 * self.dim, MAX_DEFAULT_HIDDEN)
 
 
 class Hallucinator(nn.Module):
