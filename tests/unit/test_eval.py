@@ -64,3 +64,25 @@ def test_linear_probe_learns_separable_and_not_noise():
         lr=0.1,
     )
     assert noise["linear/top1"] < 0.35
+
+
+def test_feature_cache_key_sees_the_data_content():
+    """Data changed under the same spec (same size and labels, other pixels) is a cache miss."""
+    import numpy as np
+
+    from selfsup.data.sources import InMemorySource
+    from selfsup.eval.features import content_fingerprint
+
+    def source(images, labels):
+        s = InMemorySource()
+        s.images, s._labels = images, labels
+        return s
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8), np.arange(40) % 4
+    fp = content_fingerprint(source(images, labels))
+    assert content_fingerprint(source(images.copy(), labels.copy())) == fp
+    edited = images.copy()
+    edited[39, 0, 0, 0] ^= 1  # the last item is always among the sampled ones
+    assert content_fingerprint(source(edited, labels)) != fp
+    assert content_fingerprint(source(images, (labels + 1) % 4)) != fp

@@ -35,6 +35,19 @@ def _plain(cfg) -> dict:
     return to_dict(cfg)
 
 
+def content_fingerprint(source, samples: int = 16) -> str:
+    """A hash of the data a source serves: its size, every label and ``samples`` evenly spaced images.
+
+    Part of the feature-cache key, so that data changed under the same spec (re-rendered, a folder
+    edited, a new version of a generated source) is embedded again instead of served stale.
+    """
+    h = hashlib.sha256(str(len(source)).encode())
+    h.update(np.ascontiguousarray(np.asarray(source.labels, dtype="<i8")).tobytes())
+    for i in np.unique(np.linspace(0, len(source) - 1, num=min(samples, len(source))).astype(int)):
+        h.update(np.ascontiguousarray(np.asarray(source[int(i)][0])).tobytes())
+    return h.hexdigest()[:16]
+
+
 def cached_features(
     encoder: torch.nn.Module,
     info: dict,
@@ -47,8 +60,15 @@ def cached_features(
     """Features of ``split`` for a model, cached in ``cache_dir`` by model fingerprint and data."""
     from ..data.catalog import build_source
 
+    source = build_source(data_cfg, split)
     key = json.dumps(
-        {"fp": info.get("fingerprint"), "data": _plain(data_cfg), "split": split}, sort_keys=True
+        {
+            "fp": info.get("fingerprint"),
+            "data": _plain(data_cfg),
+            "split": split,
+            "content": content_fingerprint(source),
+        },
+        sort_keys=True,
     )
     h = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir / f"{split}-{h}.npz" if cache_dir else None
@@ -58,7 +78,6 @@ def cached_features(
                 return z["feats"], z["labels"]
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)
-    source = build_source(data_cfg, split)
     feats, labels = extract_features(
         encoder, source, data_cfg, batch_size, progress, desc=f"features/{split}"
     )

@@ -47,7 +47,6 @@ import torch.nn as nn
 from ..errors import ConfigError
 from .base import register
 
-
 # The official generators' widest hidden layer (SimSiam's); the default never exceeds it.
 MAX_DEFAULT_HIDDEN = 1024
 
