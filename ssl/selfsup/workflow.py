@@ -40,7 +40,9 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
 
     encoder, info = load_encoder(run_dir / "encoder.pt")
     tasks = recipe.eval.run
-    m = evaluate(encoder, info, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed)
+    m = evaluate(
+        encoder, info, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed, out_dir=run_dir
+    )
     rows["pretrained"] = m
     out = dict(m)
     if recipe.eval.compare_random_init:
@@ -58,7 +60,22 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
     return out
 
 
-HEADLINE = ["linear/top1", "linear/top5", "knn/top1", "knn/top5", "retrieval/top1", "retrieval/map"]
+HEADLINE = [
+    "linear/top1",
+    "linear/top5",
+    "linear/top1_inv",
+    "linear/top1_equi",
+    "knn/top1",
+    "knn/top5",
+    "retrieval/top1",
+    "retrieval/map",
+    "equi/rotation_r2",
+    "equi/rotation_r2_equi",
+    "equi/color_r2",
+    "equi/mrr",
+    "equi/hit@1",
+    "equi/pre",
+]
 
 
 def write_run_report(recipe: Recipe, run_dir: Path, metrics: dict, rows: dict) -> Path:

@@ -39,7 +39,14 @@ def run_eval(args, task: str) -> int:
     data_cfg = parse_data_spec(args.data, base)
     ecfg = from_dict(EvalConfig, recipe.get("eval") or {})
     ecfg.batch_size = args.batch_size
-    if getattr(args, "epochs", None):
+    if task == "equivariance":
+        eq = ecfg.equivariance
+        for name in ("epochs", "hidden", "equi_dims", "val_pairs"):
+            if getattr(args, name, None) is not None:
+                setattr(eq, name, getattr(args, name))
+        if getattr(args, "no_retrieval", False):
+            eq.retrieval = False
+    elif getattr(args, "epochs", None):
         ecfg.linear.epochs = args.epochs
     if getattr(args, "lr", None):
         ecfg.linear.lr = args.lr
@@ -50,7 +57,7 @@ def run_eval(args, task: str) -> int:
     run_dir = Path(args.out) if args.out else Path(args.ckpt).resolve().parent
     if run_dir.name == "checkpoints":
         run_dir = run_dir.parent
-    metrics = evaluate(encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=0)
+    metrics = evaluate(encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=0, out_dir=run_dir)
     write_metrics(run_dir / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

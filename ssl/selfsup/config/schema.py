@@ -46,6 +46,10 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     train_fraction: float = 1.0  # use a class-balanced-ish prefix of the training set (tiny runs)
     classes: list[int] | None = None  # keep only these class ids (compat: old model on half the classes)
+    # Pairs (SIE, and its VICReg/SimCLR baselines on 3D data): each item is one object of a
+    # render3d/3diebench source seen in two distinct renders, with the quaternion of R1^-1 R2
+    # ("quat") and the hue deltas ("color_delta") in the batch; resize + normalise, no augmentation.
+    pairs: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -67,7 +71,7 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | lars | adamw
+    name: str = "sgd"  # sgd | lars | adam (L2 weight decay, SIE's) | adamw
     lr: float = 0.06
     scale_lr: bool = True  # lr * global_batch / 256
     momentum: float = 0.9
@@ -107,10 +111,24 @@ class KnnEvalConfig:
 
 
 @dataclass
+class EquivarianceEvalConfig:
+    """SIE's protocols (selfsup.eval.equivariance); defaults are the paper's heads on 3DIEBench."""
+
+    epochs: int = 300  # every head: Adam, no schedule, no augmentation, frozen backbone in eval mode
+    lr: float = 1.0e-3
+    batch_size: int = 256
+    hidden: int = 1024  # width of the rotation/colour MLP heads (2d -> hidden -> hidden -> 4 or 2)
+    val_pairs: int = 5  # seeded pairs per val object for R^2 (the reference draws 1 per epoch, unseeded)
+    equi_dims: int | None = None  # split an encoder without one: its last equi_dims features are "equi"
+    retrieval: bool = True  # MRR, Hit@k and PRE with the SIE predictor (skipped for other encoders)
+
+
+@dataclass
 class EvalConfig:
     run: list[str] = field(default_factory=lambda: ["linear", "knn"])
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
+    equivariance: EquivarianceEvalConfig = field(default_factory=EquivarianceEvalConfig)
     batch_size: int = 256
     compare_random_init: bool = False  # also evaluate an untrained encoder of the same architecture
 
@@ -188,12 +206,26 @@ def validate_core(r: Recipe) -> None:
     """Checks of the core sections; plug-ins check their own sections when they are built."""
     _choice(r.data.loader, ("auto", "ffcv", "torchvision"), "data.loader")
     _choice(r.data.augment.preset, ("simclr", "mocov1", "mocov2", "none"), "data.augment.preset")
-    _choice(r.optim.name, ("sgd", "lars", "adamw"), "optim.name")
+    _choice(r.optim.name, ("sgd", "lars", "adam", "adamw"), "optim.name")
     _choice(r.optim.schedule, ("cosine", "constant"), "optim.schedule")
     _choice(r.train.precision, ("auto", "no", "fp16", "bf16"), "train.precision")
     _choice(r.model.norm, ("auto", "bn", "syncbn"), "model.norm")
     for name in r.eval.run:
         _choice(name, ("linear", "knn", "retrieval", "equivariance"), "eval.run")
+    latent_sources = ("render3d", "3diebench")
+    if r.data.pairs and r.data.source not in latent_sources:
+        raise ConfigError(
+            f"data.pairs: view pairs with their relative rotation need per-view latents, which "
+            f"data.source={r.data.source} has none of; use render3d or 3diebench"
+        )
+    if "equivariance" in r.eval.run and r.data.source not in latent_sources:
+        raise ConfigError(
+            f"eval.run: equivariance needs per-view rotation latents, which data.source={r.data.source} has "
+            "none of; use render3d or 3diebench, or drop equivariance from eval.run"
+        )
+    eq = r.eval.equivariance
+    if eq.epochs < 1 or eq.batch_size < 1 or eq.hidden < 1 or eq.val_pairs < 1:
+        raise ConfigError("eval.equivariance: epochs, batch_size, hidden and val_pairs must be at least 1")
     if r.data.batch_size < 2:
         raise ConfigError("data.batch_size: must be at least 2 (contrastive methods need pairs)")
     if r.data.views < 1:
