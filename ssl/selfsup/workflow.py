@@ -41,7 +41,14 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
     encoder, info = load_encoder(run_dir / "encoder.pt")
     tasks = recipe.eval.run
     m = evaluate(
-        encoder, info, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed, out_dir=run_dir
+        encoder,
+        info,
+        recipe.data,
+        recipe.eval,
+        tasks,
+        run_dir / "features",
+        seed=recipe.seed,
+        out_dir=run_dir,
     )
     rows["pretrained"] = m
     out = dict(m)

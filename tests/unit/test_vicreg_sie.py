@@ -84,7 +84,11 @@ def _reference_vicreg_resnet_forward(m, x):
         else:
             out = F.conv2d(out, b.conv2.weight, padding=1)
         out = bn(b.bn2, out)
-        idt = t if b.downsample is None else bn(b.downsample[1], F.conv2d(t, b.downsample[0].weight, stride=b.stride))
+        idt = (
+            t
+            if b.downsample is None
+            else bn(b.downsample[1], F.conv2d(t, b.downsample[0].weight, stride=b.stride))
+        )
         return F.relu(out + idt)
 
     t = F.relu(bn(m.bn1, F.conv2d(F.pad(x, (2, 3, 2, 3)), m.conv1.weight, stride=2)))

@@ -57,7 +57,11 @@ def run_eval(args, task: str) -> int:
     run_dir = Path(args.out) if args.out else Path(args.ckpt).resolve().parent
     if run_dir.name == "checkpoints":
         run_dir = run_dir.parent
-    metrics = evaluate(encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=0, out_dir=run_dir)
+    # The equivariance heads draw views and pairs from the seed: the run's, to reproduce its numbers.
+    seed = int(recipe.get("seed", 0)) if task == "equivariance" else 0
+    metrics = evaluate(
+        encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=seed, out_dir=run_dir
+    )
     write_metrics(run_dir / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

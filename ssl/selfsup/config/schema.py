@@ -34,6 +34,17 @@ class AugmentConfig:
 
 
 @dataclass
+class RenderConfig:
+    """A render3d dataset to render on first use (``selfsup data render3d`` with these settings)."""
+
+    classes: int = 10  # the first N shape classes
+    objects: int = 20  # objects per class (80/20 train/val split per class)
+    views: int = 10  # renders per object
+    size: int = 64  # image side in pixels
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     source: str = "digits"  # digits | render3d | imagefolder | cifar10 | cifar100 | beton | 3diebench
     path: str | None = None  # root folder of the source (not needed for digits)
@@ -50,6 +61,9 @@ class DataConfig:
     # render3d/3diebench source seen in two distinct renders, with the quaternion of R1^-1 R2
     # ("quat") and the hue deltas ("color_delta") in the batch; resize + normalise, no augmentation.
     pairs: bool = False
+    # render3d only: render this dataset into data.path (default datasets/render3d-<settings>) when
+    # it is not there yet; without it, an unset data.path means the small default render.
+    render: RenderConfig | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -223,6 +237,14 @@ def validate_core(r: Recipe) -> None:
             f"eval.run: equivariance needs per-view rotation latents, which data.source={r.data.source} has "
             "none of; use render3d or 3diebench, or drop equivariance from eval.run"
         )
+    if r.data.render is not None:
+        if r.data.source != "render3d":
+            raise ConfigError(
+                f"data.render: only render3d datasets are rendered, not data.source={r.data.source}"
+            )
+        rc = r.data.render
+        if min(rc.classes, rc.views, rc.size) < 1 or rc.objects < 2:
+            raise ConfigError("data.render: classes, views and size must be at least 1, objects at least 2")
     eq = r.eval.equivariance
     if eq.epochs < 1 or eq.batch_size < 1 or eq.hidden < 1 or eq.val_pairs < 1:
         raise ConfigError("eval.equivariance: epochs, batch_size, hidden and val_pairs must be at least 1")

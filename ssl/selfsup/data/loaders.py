@@ -25,7 +25,19 @@ def ffcv_available() -> bool:
 def build_train_loader(recipe, rank: int = 0, world_size: int = 1) -> TrainLoader:
     """The recipe's training loader: ``data.loader`` = auto (FFCV when installed) | ffcv | torchvision."""
     choice = recipe.data.loader
-    if choice == "ffcv" or (choice == "auto" and ffcv_available()):
+    use_ffcv = choice == "ffcv" or (choice == "auto" and ffcv_available())
+    if getattr(recipe.data, "pairs", False):
+        # Two distinct views of one object per item, no augmentation (SIE): selfsup.data.pairs.
+        if use_ffcv and ffcv_available():
+            from .ffcv_pairs import FFCVPairLoader
+
+            return FFCVPairLoader(recipe, rank, world_size)
+        if choice == "ffcv":
+            raise ConfigError("data.loader=ffcv but ffcv is not installed; set data.loader=torchvision")
+        from .torchvision_pairs import TorchvisionPairLoader
+
+        return TorchvisionPairLoader(recipe, rank, world_size)
+    if use_ffcv:
         if not ffcv_available():
             raise ConfigError(
                 "data.loader=ffcv but ffcv is not installed; run tools/setup.sh (needs Debian's "

@@ -183,7 +183,9 @@ def draw_pairs(rng: np.random.Generator, n: int, v: int) -> tuple[np.ndarray, np
     return v1, v2
 
 
-def pair_targets(latents: np.ndarray, obj: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> dict[str, np.ndarray]:
+def pair_targets(
+    latents: np.ndarray, obj: np.ndarray, v1: np.ndarray, v2: np.ndarray
+) -> dict[str, np.ndarray]:
     """``rotation`` ``[n, 4]`` (quaternion of R1^-1 R2) and ``color`` ``[n, 2]`` (raw hue deltas)."""
     from ..data.iebench import color_delta, relative_quaternion
 
@@ -259,8 +261,18 @@ def pair_regression(
             for (t, k), head in heads.items():
                 s = parts[k]
                 pred = torch.cat(
-                    [head(torch.cat([x[o[j : j + 8192], a1[j : j + 8192]][:, s], x[o[j : j + 8192], a2[j : j + 8192]][:, s]], 1))
-                     for j in range(0, len(obj), 8192)]
+                    [
+                        head(
+                            torch.cat(
+                                [
+                                    x[o[j : j + 8192], a1[j : j + 8192]][:, s],
+                                    x[o[j : j + 8192], a2[j : j + 8192]][:, s],
+                                ],
+                                1,
+                            )
+                        )
+                        for j in range(0, len(obj), 8192)
+                    ]
                 )
                 res[f"equi/{prefix}{t}_r2{k}"] = pooled_r2(pred.cpu(), y[t])
         return res
@@ -307,7 +319,10 @@ def predictions(
 
 @torch.no_grad()
 def predictor_metrics(
-    emb: dict[str, torch.Tensor], latents: dict[str, np.ndarray], predictor: nn.Module, transform: str = "rotation"
+    emb: dict[str, torch.Tensor],
+    latents: dict[str, np.ndarray],
+    predictor: nn.Module,
+    transform: str = "rotation",
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """MRR, Hit@1/2/5/10 and PRE on ``train`` and ``val`` and PRE val-all (see the module docstring).
 

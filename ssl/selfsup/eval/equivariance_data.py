@@ -39,7 +39,7 @@ def iebench_root(data_cfg: DataConfig) -> Path:
             f"the equivariance evaluation needs per-view rotation latents, and data.source={data_cfg.source} has "
             "none; evaluate on render3d or 3diebench (e.g. --data render3d:DIR), or drop equivariance from eval.run"
         )
-    from ..data.sources import build_source
+    from ..data.catalog import build_source
 
     src = build_source(data_cfg, "val")
     while hasattr(src, "base"):  # Subset wrappers
@@ -90,7 +90,11 @@ def view_features(
         {"fp": info.get("fingerprint"), "data": to_dict(data_cfg), "split": split, "kind": "all-views"},
         sort_keys=True,
     )
-    path = cache_dir / f"views-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz" if cache_dir else None
+    path = (
+        cache_dir / f"views-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+        if cache_dir
+        else None
+    )
     if path is not None and path.exists():
         try:
             with np.load(path) as z:
@@ -101,7 +105,9 @@ def view_features(
     n, v = len(src.index), src.index.num_views
     if v < 2:
         raise UserError(f"'{root}' has {v} view per object; the equivariance evaluation needs at least 2")
-    feats, _ = extract_features(encoder, src, data_cfg, batch_size, progress, desc=f"features/{split}/all views")
+    feats, _ = extract_features(
+        encoder, src, data_cfg, batch_size, progress, desc=f"features/{split}/all views"
+    )
     out = ViewFeatures(
         feats.reshape(n, v, -1).astype(np.float32), view_latents(src.index, progress), src.index.labels.copy()
     )
@@ -135,8 +141,12 @@ def load_heads(info: dict) -> dict | None:
         cfg = from_dict(SIEConfig, ckpt["recipe"]["method"], "method")
         spec = head_specs(cfg, int(info["dim"]))
         sd = ckpt["model"]
-        spec["projector_state"] = {k[len("projector_equi.") :]: t for k, t in sd.items() if k.startswith("projector_equi.")}
-        spec["predictor_state"] = {k[len("predictor.") :]: t for k, t in sd.items() if k.startswith("predictor.")}
+        spec["projector_state"] = {
+            k[len("projector_equi.") :]: t for k, t in sd.items() if k.startswith("projector_equi.")
+        }
+        spec["predictor_state"] = {
+            k[len("predictor.") :]: t for k, t in sd.items() if k.startswith("predictor.")
+        }
     if spec is None:
         return None
     if int(spec["repr_dim"]) != int(info["dim"]):
@@ -213,10 +223,19 @@ def evaluate_equivariance(
     out = classification(tr.feats, tr.labels, va.feats, va.labels, parts, **common)
     out.update(
         pair_regression(
-            tr.feats, tr.latents, va.feats, va.latents, parts, hidden=cfg.hidden, val_pairs=cfg.val_pairs, **common
+            tr.feats,
+            tr.latents,
+            va.feats,
+            va.latents,
+            parts,
+            hidden=cfg.hidden,
+            val_pairs=cfg.val_pairs,
+            **common,
         )
     )
-    if heads and heads["equi_dims"] == repr_dim:  # SIE-OnlyEqui: the whole representation is the equivariant part
+    if (
+        heads and heads["equi_dims"] == repr_dim
+    ):  # SIE-OnlyEqui: the whole representation is the equivariant part
         out.update({k + "_equi": v for k, v in list(out.items()) if k.endswith(("top1", "top5", "_r2"))})
     if not cfg.retrieval:
         return out
@@ -226,10 +245,14 @@ def evaluate_equivariance(
     emb = {"train": _embed(heads["projector"], tr.feats, heads["equi_dims"])}
     emb["val"] = _embed(heads["projector"], va.feats, heads["equi_dims"])
     predictor = heads["predictor"].to(emb["val"].device)
-    metrics, keep = predictor_metrics(emb, {"train": tr.latents, "val": va.latents}, predictor, heads["transform"])
+    metrics, keep = predictor_metrics(
+        emb, {"train": tr.latents, "val": va.latents}, predictor, heads["transform"]
+    )
     out.update(metrics)
     if out_dir is not None:
-        retrieval_picture(iebench_root(data_cfg), data_cfg.image_size, emb["val"].cpu(), keep["pred"], out_dir)
+        retrieval_picture(
+            iebench_root(data_cfg), data_cfg.image_size, emb["val"].cpu(), keep["pred"], out_dir
+        )
     return out
 
 

@@ -32,11 +32,21 @@ def evaluate(
         from .equivariance_data import evaluate_equivariance, note
 
         if "linear" in tasks:
-            note("eval.run has equivariance: linear/top1 is its protocol (one random view per object), not the generic probe")
+            note(
+                "eval.run has equivariance: linear/top1 is its protocol (one random view per object), not the generic probe"
+            )
             tasks = [t for t in tasks if t != "linear"]
         out.update(
             evaluate_equivariance(
-                encoder, info, data_cfg, eval_cfg.equivariance, cache_dir, out_dir, eval_cfg.batch_size, seed, progress
+                encoder,
+                info,
+                data_cfg,
+                eval_cfg.equivariance,
+                cache_dir,
+                out_dir,
+                eval_cfg.batch_size,
+                seed,
+                progress,
             )
         )
     tasks = [t for t in tasks if t in ("linear", "knn", "retrieval")]

@@ -52,7 +52,9 @@ class SIEConfig(MethodConfig):
     hypernetwork: str = "linear"  # linear (the paper's) | deep (two K x K ReLU layers first)
     hypernet_bias: bool = False  # bias in the hypernetwork (reference: --bias-hypernet, off)
     inv_coeff: float = 10.0  # weight of the invariance term (reference: --sim-coeff 10)
-    equi_factor: float = 0.45  # prediction weight = inv_coeff * equi_factor = 4.5 (README; argparse default 4.5)
+    equi_factor: float = (
+        0.45  # prediction weight = inv_coeff * equi_factor = 4.5 (README; argparse default 4.5)
+    )
     std_coeff: float = 10.0  # variance weight, also on the predictions
     cov_coeff: float = 1.0  # covariance weight
     pred_variance: bool = True  # variance hinge on the predictions; false = SIE-NoVar
@@ -107,7 +109,9 @@ class SIE(Method):
         if c.transform not in TRANSFORMS:
             raise ConfigError(f"method.transform: expected rotation or rotation_color, got '{c.transform}'")
         if not c.mlp or any(int(d) < 1 for d in c.mlp):
-            raise ConfigError(f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}")
+            raise ConfigError(
+                f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}"
+            )
         if not getattr(recipe.data, "pairs", False):
             raise ConfigError(
                 "method sie trains on pairs of views with their relative rotation: set data.pairs: true "
@@ -124,7 +128,9 @@ class SIE(Method):
     def transformation(self, batch: dict) -> torch.Tensor:
         """``[B, 4]`` quaternion of R1^-1 R2, or ``[B, 6]`` with the floor and spot hue deltas."""
         if "quat" not in batch:
-            raise ConfigError("method sie needs batches with 'quat' (data.pairs: true on render3d or 3diebench)")
+            raise ConfigError(
+                "method sie needs batches with 'quat' (data.pairs: true on render3d or 3diebench)"
+            )
         t = batch["quat"].float()
         if self.cfg.transform == "rotation_color":
             t = torch.cat([t, batch["color_delta"].float()], 1)
@@ -160,7 +166,11 @@ class SIE(Method):
         return {
             "equivariance": {
                 **self.specs,
-                "projector_state": {k: v.detach().cpu().clone() for k, v in self.projector_equi.state_dict().items()},
-                "predictor_state": {k: v.detach().cpu().clone() for k, v in self.predictor.state_dict().items()},
+                "projector_state": {
+                    k: v.detach().cpu().clone() for k, v in self.projector_equi.state_dict().items()
+                },
+                "predictor_state": {
+                    k: v.detach().cpu().clone() for k, v in self.predictor.state_dict().items()
+                },
             }
         }

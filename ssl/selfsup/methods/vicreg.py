@@ -39,7 +39,9 @@ class VICReg(Method):
         super().__init__(recipe)
         c = self.cfg
         if not c.mlp or any(int(d) < 1 for d in c.mlp):
-            raise ConfigError(f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}")
+            raise ConfigError(
+                f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}"
+            )
         self.projector = expander(self.feat_dim, [int(d) for d in c.mlp])
 
     def training_step(self, batch: dict) -> dict:
@@ -49,4 +51,10 @@ class VICReg(Method):
         t = vicreg_terms(z1, z2, gather=self.cfg.gather)
         c = self.cfg
         loss = c.sim_coeff * t["inv"] + c.std_coeff * t["var"] + c.cov_coeff * t["cov"]
-        return {"loss": loss, "inv": t["inv"].detach(), "var": t["var"].detach(), "cov": t["cov"].detach(), "feats": h1}
+        return {
+            "loss": loss,
+            "inv": t["inv"].detach(),
+            "var": t["var"].detach(),
+            "cov": t["cov"].detach(),
+            "feats": h1,
+        }

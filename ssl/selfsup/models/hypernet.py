@@ -58,7 +58,9 @@ class HyperPredictor(nn.Module):
             ``A_0`` to ``W(z)`` (off in the paper).
     """
 
-    def __init__(self, dim: int, latent_dim: int = 4, hypernetwork: str = "linear", bias: bool = False) -> None:
+    def __init__(
+        self, dim: int, latent_dim: int = 4, hypernetwork: str = "linear", bias: bool = False
+    ) -> None:
         super().__init__()
         self.dim, self.latent_dim = int(dim), int(latent_dim)
         self.hypernet = HyperNet(self.latent_dim, self.dim * self.dim, hypernetwork, bias)
@@ -70,7 +72,9 @@ class HyperPredictor(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, D]``, ``z`` ``[B, K]`` -> ``W(z) x`` ``[B, D]``."""
         if z.shape[-1] != self.latent_dim:
-            raise ValueError(f"transformation has {z.shape[-1]} values, the predictor expects {self.latent_dim}")
+            raise ValueError(
+                f"transformation has {z.shape[-1]} values, the predictor expects {self.latent_dim}"
+            )
         net = self.hypernet.net
         h = net[:-1](z) if len(net) > 1 else z  # [B, K]
         last = net[-1]
@@ -88,5 +92,8 @@ class HyperPredictor(nn.Module):
 def build_predictor(spec: dict) -> HyperPredictor:
     """A predictor from its description ``{"dim", "latent_dim", "hypernetwork", "bias"}``."""
     return HyperPredictor(
-        spec["dim"], spec.get("latent_dim", 4), spec.get("hypernetwork", "linear"), bool(spec.get("bias", False))
+        spec["dim"],
+        spec.get("latent_dim", 4),
+        spec.get("hypernetwork", "linear"),
+        bool(spec.get("bias", False)),
     )

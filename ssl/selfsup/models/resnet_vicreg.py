@@ -38,7 +38,9 @@ class _Block(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride = stride
         self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if shortcut else None
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if shortcut
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

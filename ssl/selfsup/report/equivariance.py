@@ -30,7 +30,9 @@ def retrieval_grid(items: list[dict], path: str | Path) -> Path:
                 side.set_edgecolor("limegreen" if hit else "0.7")
                 side.set_linewidth(3 if hit else 0.5)
         axes[r][0].set_ylabel(it.get("label", ""), fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle("SIE predictor: query view, top-ranked views of the object, true target (green = hit)", fontsize=9)
+    fig.suptitle(
+        "SIE predictor: query view, top-ranked views of the object, true target (green = hit)", fontsize=9
+    )
     fig.tight_layout()
     from ..utils.io import atomic_path
 
