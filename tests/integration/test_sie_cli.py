@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ..conftest import assert_user_error, run_cli, write_recipe
+from ..conftest import run_cli, write_recipe
 from ..unit.test_pairs import pair_recipe, render_tiny
 
 pytestmark = pytest.mark.slow
@@ -154,13 +154,11 @@ def test_bad_recipes_exit_2_with_one_line(tiny, tmp_path, capsys):
     _assert_one_error_line(*pretrain(r, "eval_digits"), "eval.run: equivariance", "render3d or 3diebench")
 
 
-def test_latent_file_of_the_wrong_length_exits_2(tiny, tmp_path):
+def test_latent_file_of_the_wrong_length_exits_2(tiny, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(tiny, bad)
     for f in bad.glob("*/*/latent_*.npy"):
         np.save(f, np.zeros(5))
-    r = pair_recipe(bad)
-    p = run_cli(
-        "pretrain", str(write_recipe(tmp_path / "bad.yaml", r)), "--out", str(tmp_path / "run"), "--no-eval"
-    )
-    assert_user_error(p, "holds 5 float64 values, expected 7")
+    recipe = write_recipe(tmp_path / "bad.yaml", pair_recipe(bad))
+    rc, err = _main(capsys, "pretrain", str(recipe), "--out", str(tmp_path / "run"), "--no-eval")
+    _assert_one_error_line(rc, err, "holds 5 float64 values, expected 7")
