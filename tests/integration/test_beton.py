@@ -343,7 +343,7 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
     from selfsup.data.ffcv_loader import FFCVTrainLoader
     from selfsup.data.sharding import shard_positions
 
-    recipe = _recipe(raw_beton, batch=10)
+    recipe = _recipe(raw_beton, batch=20)  # the global batch: 10 per rank
     recipe.data.augment.jitter_p = recipe.data.augment.blur_p = recipe.data.augment.solarize_p = 0.0
     ranks = [FFCVTrainLoader(recipe, rank=r, world_size=2) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == len(arrays) // 20
@@ -356,3 +356,77 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
     assert not seen[0] & seen[1]
     one = shard_positions(len(arrays), 20, 0, 1, recipe.seed, 1)  # one process, global batch
     assert seen[0] | seen[1] == set(one.tolist())
+
+
+@pytest.mark.timeout(180)
+def test_corrupt_record_is_refused_by_the_ffcv_loader_and_verify(tmp_path, raw_beton, capsys):
+    """A record damaged in the middle of the file (where the sidecar's fingerprint of the file's
+    ends cannot see it) is a one-line DataError in the FFCV loader and in ``data info --verify``."""
+    import shutil
+
+    from selfsup.cli import main
+    from selfsup.data.beton import RowChecker
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    bad = tmp_path / "bad-train.beton"
+    shutil.copy(raw_beton, bad)
+    shutil.copy(sidecar_path(raw_beton), sidecar_path(bad))
+    checker = RowChecker(bad, beton_info(bad))
+    assert checker.crcs is not None  # the writer recorded a checksum per row
+    size, row = bad.stat().st_size, 40
+    ptr = int(checker.meta[checker._image_field][row]["data_ptr"])
+    assert 1 << 16 < ptr < size - (1 << 16)  # outside the fingerprinted ends
+    data = bytearray(bad.read_bytes())
+    data[ptr + 100] ^= 0xFF  # one pixel byte of row 40: a raw image decodes regardless
+    bad.write_bytes(bytes(data))
+    beton_info(bad)  # size and fingerprint still match: only the row checksums can tell
+
+    loader = FFCVTrainLoader(_recipe(str(bad)))
+    loader.set_epoch(0)
+    with pytest.raises(DataError, match=f"row {row} is corrupt") as e:
+        for _ in loader:
+            pass
+    assert "\n" not in str(e.value) and "--verify" in str(e.value)
+
+    capsys.readouterr()
+    assert main(["data", "info", "--verify", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"1 of 96 rows are corrupt (first: row {row}" in err
+    assert main(["data", "info", "--verify", raw_beton]) == 0
+    assert "96 rows (checksums and JPEG decoding): all rows intact" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_decode_once_is_seeded_and_thread_count_independent(raw_beton, capfd):
+    """Two loaders, 1 and 2 threads: identical views (seeded per view); another epoch differs."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    def views(workers: int, epoch: int) -> list:
+        recipe = _recipe(raw_beton, local_views=1)
+        recipe.data.num_workers = workers
+        loader = FFCVTrainLoader(recipe)
+        loader.set_epoch(epoch, skip_batches=1)
+        return [torch.cat([v.reshape(len(v), -1) for v in b["views"]], 1) for b in loader]
+
+    a, b = views(1, 2), views(2, 2)
+    assert len(a) == len(b) == 96 // 16 - 1
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], views(1, 3)[0])
+    # stored images smaller than the views: a clear warning, and the loader still works
+    r = _recipe(raw_beton)
+    r.data.image_size = 48
+    loader = FFCVTrainLoader(r)
+    assert "warning:" in capfd.readouterr().err
+    assert next(iter(loader))["views"][0].shape == (16, 3, 48, 48)
+
+
+@pytest.mark.timeout(300)
+def test_per_view_pipeline_still_builds(raw_beton):
+    """The previous pipeline (kept for `selfsup bench loader`): same batch format."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    loader = FFCVTrainLoader(_recipe(raw_beton, local_views=1), pipeline="per-view")
+    b = next(iter(loader))
+    assert [tuple(v.shape) for v in b["views"]] == [(16, 3, 32, 32)] * 2 + [(16, 3, 16, 16)]
+    with pytest.raises(Exception, match="pipeline"):
+        FFCVTrainLoader(_recipe(raw_beton), pipeline="nope")

@@ -30,7 +30,7 @@ def _supervised(**over) -> dict:
         "method": {"name": "supervised", "label_smoothing": 0.1},
         "data.views": 1,
         "data.augment": {"preset": "none", "crop_scale": [0.7, 1.0]},
-        "optim": {"name": "adamw", "lr": 1e-3, "scale_lr": False, "weight_decay": 0.0},
+        "optim": {"name": "adamw", "lr": 1e-3, "lr_scaling": "none", "weight_decay": 0.0},
     }
     return tiny_recipe(**{**base, **over})
 

@@ -41,7 +41,7 @@ def pair_recipe(root: Path, method: dict | None = None, **data) -> dict:
         },
         "model": {"backbone": "resnet18_vicreg", "width": 4},
         "method": method or {"name": "sie", "equi_dims": 16, "mlp": [32, 32, 32]},
-        "optim": {"name": "adam", "lr": 1e-3, "scale_lr": False, "schedule": "constant"},
+        "optim": {"name": "adam", "lr": 1e-3, "lr_scaling": "none", "schedule": "constant"},
         "train": {"epochs": 1, "progress": False},
         "eval": {"run": []},
     }
@@ -95,9 +95,10 @@ def test_pair_batches_carry_relative_rotation_and_colour(tiny):
 
 
 def test_two_ranks_see_what_one_rank_sees(tiny):
-    one = _epoch(build_train_loader(load_recipe(pair_recipe(tiny, batch_size=4))), 2)
-    r0 = _epoch(build_train_loader(load_recipe(pair_recipe(tiny, batch_size=2)), 0, 2), 2)
-    r1 = _epoch(build_train_loader(load_recipe(pair_recipe(tiny, batch_size=2)), 1, 2), 2)
+    recipe = load_recipe(pair_recipe(tiny, batch_size=4))  # the global batch: 2 per rank on two
+    one = _epoch(build_train_loader(recipe), 2)
+    r0, r1 = (_epoch(build_train_loader(recipe, rank, 2), 2) for rank in (0, 1))
+    assert len(r0[0]["index"]) == 2
     for a, b0, b1 in zip(one, r0, r1):
         for key in ("index", "view_ids", "quat"):
             assert torch.equal(a[key], torch.cat([b0[key], b1[key]])), key

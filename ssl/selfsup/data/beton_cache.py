@@ -88,7 +88,8 @@ def ensure_beton(
         if out.exists():
             try:
                 info = beton_info(out)
-                if info.get("cache_key") == key and info.get("source_len") == len(source):
+                checked = bool(info.get("row_crc32"))  # files from before row checksums: rewrite
+                if info.get("cache_key") == key and info.get("source_len") == len(source) and checked:
                     return out
             except DataError:
                 pass  # stale or damaged: rewrite below

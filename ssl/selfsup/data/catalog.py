@@ -105,6 +105,16 @@ SOURCES: dict[str, Callable | str] = {
 }
 
 
+# Sources that read data.path (a folder or file); the others generate or embed their data.
+NEEDS_PATH: dict[str, str] = {
+    "imagefolder": "a folder holding train/<class>/* and val/<class>/* (datasets/imagefolder.md)",
+    "cifar10": "the folder holding cifar-10-batches-py (datasets/cifar.md)",
+    "cifar100": "the folder holding cifar-100-python (datasets/cifar.md)",
+    "3diebench": "the 3DIEBench folder (datasets/3diebench.md)",
+    "beton": "a .beton file written by `selfsup data write`; {split} is replaced by the split",
+}
+
+
 def _need_path(cfg) -> str:
     if not cfg.path:
         raise DataError(f"data.path is required for data.source={cfg.source}")

@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from .base import TrainLoader
 from .ffcv_loader import _next_or_raise, _stop, ffcv_available
 from .pairs import PairObjects, pair_targets, pair_views
-from .sharding import shard_positions
+from .sharding import per_process_batch, shard_positions
 
 
 def _pair_order_class():
@@ -51,7 +51,14 @@ class FFCVPairLoader(TrainLoader):
 
     name = "ffcv"
 
-    def __init__(self, recipe, rank: int = 0, world_size: int = 1, batches_ahead: int = 2) -> None:
+    def __init__(
+        self,
+        recipe,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int | None = None,
+        batches_ahead: int = 2,
+    ) -> None:
         if not ffcv_available():
             raise ConfigError(
                 "data.loader=ffcv but ffcv is not installed; run tools/setup.sh or set data.loader=torchvision"
@@ -64,23 +71,20 @@ class FFCVPairLoader(TrainLoader):
 
         from . import ffcv_ops as ops
         from .beton import BetonSource
+        from .beton.verify import RowChecker
         from .beton_cache import ensure_beton
 
         data = recipe.data
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}")
         self.objects = PairObjects(data)
-        self.seed, self.batch_size, self.rank, self.world_size = (
-            recipe.seed,
-            data.batch_size,
-            rank,
-            world_size,
-        )
+        batch_size = batch_size or per_process_batch(data.batch_size, world_size)
+        self.seed, self.batch_size, self.rank, self.world_size = recipe.seed, batch_size, rank, world_size
         n = len(self.objects)
-        if n < data.batch_size * world_size:
+        if n < batch_size * world_size:
             raise ConfigError(
                 f"the training set has {n} objects, fewer than one global batch "
-                f"({data.batch_size} x {world_size} processes); lower data.batch_size"
+                f"({batch_size * world_size}); lower data.batch_size"
             )
         # Every view of every training object, whatever the filters: pairs pick objects, not rows.
         full = dataclasses.replace(data, classes=None, train_fraction=1.0)
@@ -89,6 +93,8 @@ class FFCVPairLoader(TrainLoader):
         fields = beton.info["fields"]
         if not all(f in fields for f in ("latent", "object_id", "view_id")):
             raise DataError(f"'{self.path}' lacks latent/object_id/view_id fields; delete it to rewrite it")
+        # Damaged records are refused like in the FFCV loader (selfsup.data.beton.verify).
+        self._checker = RowChecker(self.path, beton.info)
         v = self.objects.num_views
         self.row_of = np.full((len(self.objects.index), v), -1, dtype=np.int64)
         self.row_of[beton.object_ids, beton.view_ids] = np.arange(len(beton))
@@ -112,7 +118,7 @@ class FFCVPairLoader(TrainLoader):
         try:
             self.loader = Loader(
                 self.path,
-                batch_size=2 * data.batch_size,
+                batch_size=2 * batch_size,
                 num_workers=max(1, int(data.num_workers)),
                 os_cache=True,
                 order=self.order,
@@ -149,6 +155,7 @@ class FFCVPairLoader(TrainLoader):
         return np.stack([self.row_of[obj, v1], self.row_of[obj, v2]], 1).reshape(*pos.shape, 2)
 
     def _to_batch(self, out: dict, pos: np.ndarray, rows: np.ndarray) -> dict:
+        self._checker.check_rows(rows.reshape(-1))
         obj_ids = out["object_id"].reshape(-1).numpy()
         view_ids = out["view_id"].reshape(-1).numpy()
         want = self.objects.objects[pos]

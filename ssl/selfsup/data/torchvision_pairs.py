@@ -16,7 +16,7 @@ from ..errors import UserError
 from .augment import eval_transform
 from .base import TrainLoader
 from .pairs import PairObjects, pair_targets, pair_views
-from .sharding import ShardedBatchSampler
+from .sharding import ShardedBatchSampler, per_process_batch
 
 
 class PairDataset(Dataset):
@@ -65,11 +65,10 @@ class TorchvisionPairLoader(TrainLoader):
 
     name = "torchvision"
 
-    def __init__(self, recipe, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, recipe, rank: int = 0, world_size: int = 1, batch_size: int | None = None) -> None:
         self.objects = PairObjects(recipe.data)
-        self.sampler = ShardedBatchSampler(
-            len(self.objects), recipe.data.batch_size, rank, world_size, recipe.seed
-        )
+        batch_size = batch_size or per_process_batch(recipe.data.batch_size, world_size)
+        self.sampler = ShardedBatchSampler(len(self.objects), batch_size, rank, world_size, recipe.seed)
         self.dataset = PairDataset(self.objects, recipe.data, recipe.seed)
         workers = recipe.data.num_workers
         self.loader = DataLoader(

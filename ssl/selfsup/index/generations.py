@@ -1,8 +1,15 @@
 """Index generations on disk: the writer lock, atomic commits, and checked reads.
 
 Every change writes a new ``index-NNNNNN.faiss`` generation (atomic rename) and then the metadata
-naming it (atomic rename, the commit point); the previous generation is kept for readers that
-opened the old metadata, older ones and stray temporaries are deleted.
+naming it (atomic rename, the commit point); the previous generation is kept, older ones and
+stray temporaries (``.index-*.tmp``, ``.index.json.*.tmp`` of a killed writer) are deleted.
+
+Readers never fail because of a writer. A generation file is never modified once renamed into
+place, and a reader opens it right after reading the metadata: an open file stays readable after
+a writer deletes it (POSIX), and if the writer deleted it first (it had committed twice since),
+the reader reads the newer metadata and tries again. A reader therefore always gets a consistent
+(metadata, generation) pair and reports corruption only for a generation that the current
+metadata names and that is really missing or damaged.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +47,7 @@ def write_lock(index_dir: Path) -> Iterator[None]:
             raise IndexError_(
                 f"another build or upgrade is writing the index at {index_dir}; wait for it to finish"
             ) from e
+        remove_stale_temporaries(index_dir)  # left by a killed writer; no writer runs now
         yield
     finally:
         os.close(fd)
@@ -51,11 +60,22 @@ def next_generation(index_dir: Path, meta: Mapping[str, Any] | None) -> int:
     return max(gens, default=0) + 1
 
 
+def _is_temporary(name: str) -> bool:
+    return name.startswith((".index-", f".{META_NAME}.")) and name.endswith(".tmp")
+
+
+def remove_stale_temporaries(index_dir: Path) -> None:
+    """Delete temporaries of writers that died; call only while holding the writer lock."""
+    for p in index_dir.iterdir():
+        if _is_temporary(p.name):
+            with contextlib.suppress(OSError):  # best effort
+                p.unlink()
+
+
 def cleanup(index_dir: Path, keep: set[str]) -> None:
     """Delete index generations other than ``keep`` and temporaries left by killed writers."""
     for p in index_dir.iterdir():
-        stale_tmp = p.name.startswith(".index-") and p.name.endswith(".tmp")
-        if (GEN_RE.match(p.name) and p.name not in keep) or stale_tmp:
+        if (GEN_RE.match(p.name) and p.name not in keep) or _is_temporary(p.name):
             with contextlib.suppress(OSError):  # best effort
                 p.unlink()
 
@@ -75,21 +95,37 @@ def commit(index_dir: Path, faiss_index: Any, meta: dict[str, Any]) -> None:
     cleanup(index_dir, keep={name} | ({previous} if previous else set()))
 
 
-def load_generation(index_dir: Path, meta: Mapping[str, Any]) -> Any:
-    """Read the faiss index named by ``meta`` after checking its SHA-256, count and dimension."""
+class _Vanished(Exception):
+    """The generation named by the metadata we read is gone: a writer has moved on since."""
+
+
+def _fd_path(fd: int, fallback: Path) -> str:
+    """A path that reads the open file ``fd`` even after it was deleted (Linux: /proc)."""
+    proc = f"/proc/self/fd/{fd}"
+    return proc if os.path.exists(proc) else str(fallback)
+
+
+def _load_open(index_dir: Path, meta: Mapping[str, Any]) -> Any:
     import faiss
 
     path = index_dir / meta["index_file"]
-    if not path.exists():
-        raise IndexError_(f"index file {path} named by {META_NAME} is missing; {REBUILD_HINT}")
-    if file_sha256(path) != meta["index_sha256"]:
-        raise IndexError_(
-            f"index file {path} is corrupt (checksum mismatch with {META_NAME}); {REBUILD_HINT}"
-        )
     try:
-        idx = faiss.read_index(str(path))
-    except RuntimeError as e:
-        raise IndexError_(f"index file {path} cannot be read by faiss; {REBUILD_HINT}") from e
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _Vanished() from None
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            h = file_sha256_stream(f)
+        if h != meta["index_sha256"]:
+            raise IndexError_(
+                f"index file {path} is corrupt (checksum mismatch with {META_NAME}); {REBUILD_HINT}"
+            )
+        try:
+            idx = faiss.read_index(_fd_path(fd, path))
+        except RuntimeError as e:
+            raise IndexError_(f"index file {path} cannot be read by faiss; {REBUILD_HINT}") from e
+    finally:
+        os.close(fd)
     if not isinstance(idx, faiss.IndexFlat) or idx.ntotal != meta["count"] or idx.d != meta["dim"]:
         raise IndexError_(
             f"index file {path} does not match {META_NAME} (type, count or dim); {REBUILD_HINT}"
@@ -97,13 +133,38 @@ def load_generation(index_dir: Path, meta: Mapping[str, Any]) -> Any:
     return idx
 
 
-def open_index(index_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Metadata and index, retrying if a concurrent writer swapped generations in between."""
-    for attempt in range(3):
+def file_sha256_stream(f, block: int = 1 << 22) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    while chunk := f.read(block):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def load_generation(index_dir: Path, meta: Mapping[str, Any]) -> Any:
+    """Read the faiss index named by ``meta`` after checking its SHA-256, count and dimension."""
+    try:
+        return _load_open(index_dir, meta)
+    except _Vanished:
+        raise IndexError_(
+            f"index file {index_dir / meta['index_file']} named by {META_NAME} is missing; {REBUILD_HINT}"
+        ) from None
+
+
+def open_index(index_dir: Path, timeout_s: float = 120.0) -> tuple[Any, dict[str, Any]]:
+    """A consistent (index, metadata) pair, whatever a concurrent writer does (module docstring)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
         meta = read_manifest(index_dir)
         try:
-            return load_generation(index_dir, meta), meta
-        except IndexError_:
-            if attempt == 2 or read_manifest(index_dir)["generation"] == meta["generation"]:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+            return _load_open(index_dir, meta), meta
+        except _Vanished:
+            newer = read_manifest(index_dir)
+            if newer["generation"] == meta["generation"]:  # not a writer: the file is really gone
+                return load_generation(index_dir, newer), newer
+            if time.monotonic() > deadline:  # pragma: no cover - a writer committing non-stop
+                raise IndexError_(
+                    f"the index at {index_dir} changed faster than it could be read for {timeout_s:.0f} s; "
+                    "try again when the upgrade has finished"
+                ) from None

@@ -50,6 +50,16 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
     model.maxpool = nn.Identity()
 
 
+def check_backbone(name: str) -> None:
+    """Refuse a name neither timm nor :data:`LOCAL` knows, suggesting the closest ones."""
+    if name in LOCAL:
+        return
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, [*timm.list_models(), *LOCAL], n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
+
+
 def build_backbone(arch: dict) -> nn.Module:
     """The timm backbone an architecture dict describes (see :func:`selfsup.models.export.arch_dict`)."""
     name = arch["backbone"]
@@ -57,10 +67,7 @@ def build_backbone(arch: dict) -> nn.Module:
         if arch.get("kwargs"):
             raise ConfigError(f"model.kwargs: '{name}' takes no extra arguments (only width and cifar_stem)")
         return LOCAL[name](arch)
-    if name not in timm.list_models():
-        close = difflib.get_close_matches(name, [*timm.list_models(), *LOCAL], n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
+    check_backbone(name)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **timm_create_kwargs(arch))
     except TypeError as e:
@@ -80,3 +87,11 @@ def create_backbone(model_cfg) -> nn.Module:
             "kwargs": dict(model_cfg.kwargs or {}),
         }
     )
+
+
+def feature_width(model_cfg) -> int:
+    """``num_features`` of the recipe's backbone, built on the meta device (no memory, no init cost)."""
+    import torch
+
+    with torch.device("meta"):
+        return int(create_backbone(model_cfg).num_features)

@@ -14,21 +14,28 @@ Writes are atomic (temporary file, then rename). An unreadable image is reported
 either fatal or skipped (and listed in the sidecar) depending on ``on_error``; a partial file is
 never left behind.
 
-Modules: :mod:`.schema` (sidecar, fingerprint, validation), :mod:`.writer`, :mod:`.reader`.
+Each row's bytes also have a CRC32 in the sidecar, checked when a loader first reads the row
+(:mod:`.verify`): damage in the middle of a file is a one-line :class:`DataError`, not silent.
+
+Modules: :mod:`.schema` (sidecar, fingerprint, validation), :mod:`.writer`, :mod:`.reader`,
+:mod:`.verify` (row checksums, whole-file verification).
 Converting a recipe's source once and caching it is :mod:`selfsup.data.beton_cache`.
 """
 
 from .reader import BetonSource, is_train_split, resolve_beton_path
 from .schema import SCHEMA_VERSION, beton_info, fingerprint, sidecar_path
+from .verify import RowChecker, verify_beton
 from .writer import write_beton
 
 __all__ = [
     "SCHEMA_VERSION",
     "BetonSource",
+    "RowChecker",
     "beton_info",
     "fingerprint",
     "is_train_split",
     "resolve_beton_path",
     "sidecar_path",
+    "verify_beton",
     "write_beton",
 ]

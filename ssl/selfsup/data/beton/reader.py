@@ -47,6 +47,7 @@ class BetonSource(Source):
         self.split = self.info.get("split")
         self._reader = None
         self._mm = None
+        self._checker = None
         self._open()
         if "latent" not in self.info["fields"]:
             self.latents = None  # type: ignore[assignment]
@@ -76,7 +77,7 @@ class BetonSource(Source):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for k in ("_reader", "_mm", "_meta", "_ptrs", "_sizes"):
+        for k in ("_reader", "_mm", "_meta", "_ptrs", "_sizes", "_checker"):
             state[k] = None
         return state
 
@@ -116,6 +117,11 @@ class BetonSource(Source):
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i = i % len(self)
+        if self._checker is None:  # per process: not pickled into DataLoader workers
+            from .verify import RowChecker
+
+            self._checker = RowChecker(self.path, self.info)
+        self._checker.check_rows(np.array([i]))  # corrupt bytes: a DataError, as in the FFCV loader
         return self.image(i), int(self._meta[self._fields["label"]][i])
 
     @property

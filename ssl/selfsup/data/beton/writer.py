@@ -33,6 +33,7 @@ from .schema import (
     fingerprint,
     sidecar_path,
 )
+from .verify import encode_crcs, row_crc32
 
 
 def _to_hwc_rgb(img: Any) -> np.ndarray:
@@ -347,6 +348,7 @@ def write_beton(
                     f"images became unreadable while writing '{out}' (sample {int(again[0])}); try again"
                 )
         stats = _image_stats(tmp)
+        crcs = encode_crcs(row_crc32(tmp))  # what loaders check each row against
         expected = n - len(skipped)
         if stats["count"] != expected:
             raise DataError(
@@ -375,6 +377,7 @@ def write_beton(
         "skipped": skipped,
         "file_size": out.stat().st_size,
         "fingerprint": fingerprint(out),
+        "row_crc32": crcs,
         "seconds": round(time.perf_counter() - t0, 3),
         "selfsup_version": __version__,
         "ffcv_version": ffcv_version,

@@ -35,14 +35,19 @@ that are compiled once and cached on disk (``__pycache__``), run without the GIL
 samples over numba's threads. Issue #396 (the graph builder hangs when a *jitted* op follows a
 non-jitted one) does not arise as long as only these ops and ``ToTensor`` follow them.
 
-Randomness comes from numba's per-thread generator, like FFCV's own crop: it is not seeded by the
-recipe, so FFCV augmentations are not bit-reproducible (the sample order is).
+Randomness of these per-op operations comes from numba's per-thread generator, like FFCV's own
+crop: it is not seeded, so they are used only by the previous per-view pipeline (kept for
+benchmarks). The loader's default decode-once pipeline (:mod:`.decode_once`, :mod:`.multiview`,
+:mod:`.planar`, :mod:`.rng`) draws every view's parameters from a generator seeded by (seed,
+epoch, sample, view) and is bit-reproducible.
 
 All operations but :class:`NormalizeCHW` modify their input batch in place (no extra buffer): use
 each instance in exactly one pipeline, after a decoder that owns its output.
 
 Modules: :mod:`.kernels` (per-image kernels), :mod:`.batch` (per-batch parallel kernels),
-:mod:`.operations` (the FFCV operations).
+:mod:`.operations` (the FFCV operations); decode once, crop many: :mod:`.rng` (seeded draws),
+:mod:`.planar` (vectorised planar kernels), :mod:`.native` (OpenCV resize from cached code),
+:mod:`.multiview` (the per-batch kernel), :mod:`.decode_once` (its FFCV operations).
 """
 
 from .batch import blur_batch, flip_batch, gray_batch, jitter_batch, normalize_batch, solarize_batch
