@@ -173,7 +173,8 @@ def section(results: dict[str, list[dict]], args) -> str:
         "",
         "```",
         f".venv/bin/python tools/sie_replication.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--ceiling-seeds {' '.join(map(str, args.ceiling_seeds))}",
+        f"--ceiling-seeds {' '.join(map(str, args.ceiling_seeds))}"
+        + "".join(f" \\\n    --set {kv}" for kv in args.set),
         "```",
         "",
     ]

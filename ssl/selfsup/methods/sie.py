@@ -52,9 +52,7 @@ class SIEConfig(MethodConfig):
     hypernetwork: str = "linear"  # linear (the paper's) | deep (two K x K ReLU layers first)
     hypernet_bias: bool = False  # bias in the hypernetwork (reference: --bias-hypernet, off)
     inv_coeff: float = 10.0  # weight of the invariance term (reference: --sim-coeff 10)
-    equi_factor: float = (
-        0.45  # prediction weight = inv_coeff * equi_factor = 4.5 (README; argparse default 4.5)
-    )
+    equi_factor: float = 0.45  # prediction weight = inv_coeff x equi_factor = 4.5 (README's run)
     std_coeff: float = 10.0  # variance weight, also on the predictions
     cov_coeff: float = 1.0  # covariance weight
     pred_variance: bool = True  # variance hinge on the predictions; false = SIE-NoVar
