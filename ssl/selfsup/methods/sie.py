@@ -38,6 +38,7 @@ from ..losses.vicreg import covariance, invariance, variance
 from ..models.heads import expander
 from ..models.hypernet import HyperPredictor
 from .base import Method, register
+from .vicreg import check_mlp
 
 TRANSFORMS = {"rotation": 4, "rotation_color": 6}  # transformation -> its width
 
@@ -57,6 +58,26 @@ class SIEConfig(MethodConfig):
     cov_coeff: float = 1.0  # covariance weight
     pred_variance: bool = True  # variance hinge on the predictions; false = SIE-NoVar
     gather: bool = True  # variance and covariance over the batches of every process
+
+    def check(self, recipe) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(
+                f"method.transform: expected rotation or rotation_color, got '{self.transform}'"
+            )
+        if self.hypernetwork not in ("linear", "deep"):
+            raise ConfigError(f"method.hypernetwork: expected linear or deep, got '{self.hypernetwork}'")
+        check_mlp(self.mlp)
+        if not self.only_equi and self.equi_dims < 1:
+            raise ConfigError(f"method.equi_dims: must be at least 1, got {self.equi_dims}")
+        if not getattr(recipe.data, "pairs", False):
+            src = recipe.data.source
+            where = (
+                "" if src in ("render3d", "3diebench") else f" (data.source={src} has no rotation latents)"
+            )
+            raise ConfigError(
+                "method sie trains on pairs of views with their relative rotation: set data.pairs: true "
+                f"and data.source to render3d or 3diebench{where}"
+            )
 
 
 def part_dims(cfg: SIEConfig, feat_dim: int) -> tuple[int, int]:
@@ -104,17 +125,7 @@ class SIE(Method):
     def __init__(self, recipe) -> None:
         super().__init__(recipe)
         c = self.cfg
-        if c.transform not in TRANSFORMS:
-            raise ConfigError(f"method.transform: expected rotation or rotation_color, got '{c.transform}'")
-        if not c.mlp or any(int(d) < 1 for d in c.mlp):
-            raise ConfigError(
-                f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}"
-            )
-        if not getattr(recipe.data, "pairs", False):
-            raise ConfigError(
-                "method sie trains on pairs of views with their relative rotation: set data.pairs: true "
-                "and data.source to render3d or 3diebench"
-            )
+        c.check(recipe)  # also when built from a recipe object made without load_recipe
         self.n_inv, self.n_eq = part_dims(c, self.feat_dim)
         self.specs = head_specs(c, self.feat_dim)
         if not c.only_equi:

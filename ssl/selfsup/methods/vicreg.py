@@ -28,6 +28,22 @@ class VICRegConfig(MethodConfig):
     cov_coeff: float = 1.0  # nu, covariance weight
     gather: bool = True  # variance and covariance over the batches of every process
 
+    def check(self, recipe) -> None:
+        check_mlp(self.mlp)
+        for key in ("sim_coeff", "std_coeff", "cov_coeff"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"method.{key}: must be at least 0, got {getattr(self, key)}")
+        if recipe.data.views < 2 and not getattr(recipe.data, "pairs", False):
+            raise ConfigError(f"data.views: VICReg needs 2 views, got {recipe.data.views}")
+
+
+def check_mlp(mlp: list[int]) -> None:
+    """An expander's widths: a non-empty list of positive integers."""
+    if not mlp or any(int(d) < 1 for d in mlp):
+        raise ConfigError(
+            f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {mlp}"
+        )
+
 
 @register
 class VICReg(Method):
@@ -38,10 +54,6 @@ class VICReg(Method):
     def __init__(self, recipe) -> None:
         super().__init__(recipe)
         c = self.cfg
-        if not c.mlp or any(int(d) < 1 for d in c.mlp):
-            raise ConfigError(
-                f"method.mlp: expected a list of positive widths, e.g. [2048, 2048, 2048], got {c.mlp}"
-            )
         self.projector = expander(self.feat_dim, [int(d) for d in c.mlp])
 
     def training_step(self, batch: dict) -> dict:
