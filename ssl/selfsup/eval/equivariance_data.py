@@ -107,7 +107,13 @@ def view_features(
         raise UserError(f"'{root}' has {v} view per object; the equivariance evaluation needs at least 2")
     # Every view of every object (2.6M images on 3DIEBench): decode with the recipe's workers.
     feats, _ = extract_features(
-        encoder, src, data_cfg, batch_size, progress, f"features/{split}/all views", data_cfg.num_workers
+        encoder,
+        src,
+        data_cfg,
+        batch_size,
+        progress,
+        desc=f"features/{split}/all views",
+        num_workers=data_cfg.num_workers,
     )
     out = ViewFeatures(
         feats.reshape(n, v, -1).astype(np.float32), view_latents(src.index, progress), src.index.labels.copy()
