@@ -151,14 +151,19 @@ def section(results: dict[str, list[dict]], args) -> str:
     wall = sum(r.get("cost/wall_s", 0.0) for r in runs) / 60
     sie = load_tree("sie", 0, args.set)
     d = sie.data
+    steps = sie.train.max_steps
+    length = f"{steps} steps" if steps else f"{sie.train.epochs} epochs"
     lines = [
         SECTION,
         "",
         f"Renders (`datasets/render3d.md`): {d.render.classes} classes × {d.render.objects} objects × "
-        f"{d.render.views} views at {d.render.size} px (80/20 object split: held-out objects), pairs of two "
+        f"{d.render.views} views at {d.render.size} px (80/20 object split: held-out objects), trained and "
+        f"evaluated at {d.image_size} px, pairs of two "
         f"distinct views per object per epoch without augmentation; VICReg-style ResNet-18 of width "
         f"{sie.model.width} ({sie.model.width * 8}-d representation); Adam 1e-3 constant, batch "
-        f"{d.batch_size}, {sie.train.epochs} epochs (`recipes/render3d/*.yaml`). Evaluation: SIE's "
+        f"{d.batch_size}, {length} (`recipes/render3d/*.yaml`"
+        + (f" with {', '.join(f'`{kv}`' for kv in args.set)}" if args.set else "")
+        + "). Evaluation: SIE's "
         "protocols on the frozen backbone (`selfsup eval equivariance`): linear top-1 (%) on every view of "
         "the 200 val objects, pooled R² of MLP heads on view pairs, and the SIE predictor's MRR, "
         "Hit@k and PRE among an object's views. Mean ± sample std over seeds "
@@ -173,7 +178,7 @@ def section(results: dict[str, list[dict]], args) -> str:
         "",
         "```",
         f".venv/bin/python tools/sie_replication.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--ceiling-seeds {' '.join(map(str, args.ceiling_seeds))}"
+        f"--ceiling-seeds {' '.join(map(str, args.ceiling_seeds))} --out {args.out}"
         + "".join(f" \\\n    --set {kv}" for kv in args.set),
         "```",
         "",
