@@ -217,7 +217,7 @@ CASES = [
     ("moco_bn_group_divides", _set("method.bn_group=5", base=MOCO), "method.bn_group=5"),
     ("moco_bn_splits_renamed", _set("method.bn_splits=2", base=MOCO), "replaced: method.bn_group"),
     ("moco_key_typo", _set("method.queue=10", base=MOCO), "queue_size"),
-    ("optim_name", _set("optim.name=adam"), "adamw"),
+    ("optim_name", _set("optim.name=adagrad"), "adamw"),
     ("lr_negative", _set("optim.lr=-0.1"), "optim.lr"),
     ("lr_zero", _set("optim.lr=0"), "optim.lr"),
     ("lr_text", _set("optim.lr=fast"), "expected a number"),
