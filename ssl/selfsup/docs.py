@@ -36,12 +36,14 @@ CORE_SECTIONS: list[tuple[str, type]] = [
     ("", core.Recipe),
     ("data", core.DataConfig),
     ("data.augment", core.AugmentConfig),
+    ("data.render", core.RenderConfig),
     ("model", core.ModelConfig),
     ("optim", core.OptimConfig),
     ("train", core.TrainConfig),
     ("eval", core.EvalConfig),
     ("eval.linear", core.LinearEvalConfig),
     ("eval.knn", core.KnnEvalConfig),
+    ("eval.equivariance", core.EquivarianceEvalConfig),
 ]
 
 

@@ -43,7 +43,16 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
 
     encoder, info = load_encoder(run_dir / "encoder.pt")
     tasks = recipe.eval.run
-    m = evaluate(encoder, info, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed)
+    m = evaluate(
+        encoder,
+        info,
+        recipe.data,
+        recipe.eval,
+        tasks,
+        run_dir / "features",
+        seed=recipe.seed,
+        out_dir=run_dir,
+    )
     rows["pretrained"] = m
     out = dict(m)
     if recipe.eval.compare_random_init:
@@ -77,9 +86,12 @@ def print_summary(rows: dict, metrics: dict, report: Path) -> None:
     if rows:
         keys = [k for k in HEADLINE if any(k in r for r in rows.values())]
         width = max(len(n) for n in rows) + 2
-        print("\n" + "model".ljust(width) + "".join(k.rjust(16) for k in keys))
+        cols = [max(16, len(k) + 2) for k in keys]
+        print("\n" + "model".ljust(width) + "".join(k.rjust(c) for k, c in zip(keys, cols)))
         for name, m in rows.items():
-            print(name.ljust(width) + "".join(fmt(m.get(k, float("nan"))).rjust(16) for k in keys))
+            print(
+                name.ljust(width) + "".join(fmt(m.get(k, float("nan"))).rjust(c) for k, c in zip(keys, cols))
+            )
     print(
         f"\ntrained {int(metrics.get('train/steps', 0))} steps in {metrics.get('train/wall_s', 0):.0f}s; "
         f"report: {report}"

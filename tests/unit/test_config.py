@@ -22,7 +22,7 @@ def test_defaults_and_types():
         ({"method": {"name": "simclrr"}}, ["unknown method 'simclrr'", "simclr"]),
         ({"optim": {"lr": "fast"}}, ["optim.lr", "expected a number"]),
         ({"train": {"epochs": 2.5}}, ["train.epochs", "integer"]),
-        ({"optim": {"name": "adam"}}, ["optim.name", "adamw"]),
+        ({"optim": {"name": "adagrad"}}, ["optim.name", "adamw"]),
         ({"data": {"batch_size": 1}}, ["data.batch_size"]),
     ],
 )

@@ -101,7 +101,14 @@ def run_eval(args, task: str) -> int:
     data_cfg = parse_data_spec(args.data, base)
     own = base is not None and to_dict(data_cfg) == to_dict(base)
     ecfg.batch_size = args.batch_size
-    if getattr(args, "epochs", None):
+    if task == "equivariance":
+        eq = ecfg.equivariance
+        for name in ("epochs", "hidden", "equi_dims", "val_pairs"):
+            if getattr(args, name, None) is not None:
+                setattr(eq, name, getattr(args, name))
+        if getattr(args, "no_retrieval", False):
+            eq.retrieval = False
+    elif getattr(args, "epochs", None):
         ecfg.linear.epochs = args.epochs
     if getattr(args, "lr", None):
         ecfg.linear.lr = args.lr
@@ -109,7 +116,11 @@ def run_eval(args, task: str) -> int:
         ecfg.knn.k = args.k
     if getattr(args, "temperature", None):
         ecfg.knn.temperature = args.temperature
-    metrics = evaluate(encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=0)
+    # The equivariance heads draw views and pairs from the seed: the run's, to reproduce its numbers.
+    seed = int(recipe.get("seed", 0)) if task == "equivariance" else 0
+    metrics = evaluate(
+        encoder, info, data_cfg, ecfg, [task], run_dir / "features", seed=seed, out_dir=run_dir
+    )
     run_metrics = read_json(run_dir / "metrics.json")
     step = int(run_metrics.get("train/steps", 0)) if isinstance(run_metrics, dict) else 0
     if own:

@@ -37,6 +37,17 @@ class AugmentConfig:
 
 
 @dataclass
+class RenderConfig:
+    """A render3d dataset to render on first use (``selfsup data render3d`` with these settings)."""
+
+    classes: int = 10  # the first N shape classes
+    objects: int = 20  # objects per class (80/20 train/val split per class)
+    views: int = 10  # renders per object
+    size: int = 64  # image side in pixels
+    seed: int = 0  # the render's seed (shapes, poses, colours, lights)
+
+
+@dataclass
 class DataConfig:
     source: str = "digits"  # digits | render3d | imagefolder | cifar10 | cifar100 | beton | 3diebench
     path: str | None = None  # root folder of the source (not needed for digits)
@@ -51,6 +62,13 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     train_fraction: float = 1.0  # use a class-balanced-ish prefix of the training set (tiny runs)
     classes: list[int] | None = None  # keep only these class ids (compat: old model on half the classes)
+    # Pairs (SIE, and its VICReg/SimCLR baselines on 3D data): each item is one object of a
+    # render3d/3diebench source seen in two distinct renders, with the quaternion of R1^-1 R2
+    # ("quat") and the hue deltas ("color_delta") in the batch; resize + normalise, no augmentation.
+    pairs: bool = False
+    # render3d only: render this dataset into data.path (default datasets/render3d-<settings>) when
+    # it is not there yet; without it, an unset data.path means the small default render.
+    render: RenderConfig | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -79,7 +97,7 @@ class OptimConfig:
         "optim.lr_base_batch (default 256); scale_lr: false is lr_scaling: none",
     }
 
-    name: str = "sgd"  # sgd | lars | adamw
+    name: str = "sgd"  # sgd | lars | adam (L2 weight decay, SIE's) | adamw
     lr: float = 0.06  # the paper's base lr, for lr_base_batch images (see lr_scaling)
     lr_scaling: str = "linear"  # linear: lr*B/base | sqrt: lr*sqrt(B/base) | none; B = global batch
     lr_base_batch: int = 256  # the batch the base lr is stated for (Goyal et al.: 256)
@@ -124,11 +142,25 @@ class KnnEvalConfig:
 
 
 @dataclass
+class EquivarianceEvalConfig:
+    """SIE's protocols (selfsup.eval.equivariance); defaults are the paper's heads on 3DIEBench."""
+
+    epochs: int = 300  # every head: Adam, no schedule, no augmentation, frozen backbone in eval mode
+    lr: float = 1.0e-3  # Adam learning rate of every head (the reference's)
+    batch_size: int = 256  # head training batch (the reference's)
+    hidden: int = 1024  # width of the rotation/colour MLP heads (2d -> hidden -> hidden -> 4 or 2)
+    val_pairs: int = 5  # seeded pairs per val object for R^2 (the reference draws 1 per epoch, unseeded)
+    equi_dims: int | None = None  # split an encoder without one: its last equi_dims features are "equi"
+    retrieval: bool = True  # MRR, Hit@k and PRE with the SIE predictor (skipped for other encoders)
+
+
+@dataclass
 class EvalConfig:
     # evaluations after training: linear, knn, retrieval, equivariance
     run: list[str] = field(default_factory=lambda: ["linear", "knn"])
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
+    equivariance: EquivarianceEvalConfig = field(default_factory=EquivarianceEvalConfig)
     batch_size: int = 256  # batch size of feature extraction
     compare_random_init: bool = False  # also evaluate an untrained encoder of the same architecture
     compare_raw_pixels: bool = False  # also probe the normalised input pixels themselves (a baseline)
@@ -317,7 +349,7 @@ def validate_core(r: Recipe) -> None:
     _choice(m.norm, ("auto", "bn", "syncbn"), "model.norm")
 
     o = r.optim
-    _choice(o.name, ("sgd", "lars", "adamw"), "optim.name")
+    _choice(o.name, ("sgd", "lars", "adam", "adamw"), "optim.name")
     _positive(o.lr, "optim.lr")
     _choice(o.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
     _at_least(o.lr_base_batch, 1, "optim.lr_base_batch")
@@ -364,3 +396,32 @@ def validate_core(r: Recipe) -> None:
     for k in e.knn.k:
         _at_least(k, 1, "eval.knn.k", " neighbours")
     _positive(e.knn.temperature, "eval.knn.temperature")
+    _check_latents(r)
+
+
+def _check_latents(r: Recipe) -> None:
+    """Pairs, renders and the equivariance evaluation (SIE's data)."""
+    latent_sources = ("render3d", "3diebench")
+    if r.data.pairs and r.data.source not in latent_sources:
+        raise ConfigError(
+            f"data.pairs: view pairs with their relative rotation need per-view latents, which "
+            f"data.source={r.data.source} has none of; use render3d or 3diebench"
+        )
+    if "equivariance" in r.eval.run and r.data.source not in latent_sources:
+        raise ConfigError(
+            f"eval.run: equivariance needs per-view rotation latents, which data.source={r.data.source} has "
+            "none of; use render3d or 3diebench, or drop equivariance from eval.run"
+        )
+    if r.data.render is not None:
+        if r.data.source != "render3d":
+            raise ConfigError(
+                f"data.render: only render3d datasets are rendered, not data.source={r.data.source}"
+            )
+        rc = r.data.render
+        if min(rc.classes, rc.views, rc.size) < 1 or rc.objects < 2:
+            raise ConfigError("data.render: classes, views and size must be at least 1, objects at least 2")
+    eq = r.eval.equivariance
+    if eq.epochs < 1 or eq.batch_size < 1 or eq.hidden < 1 or eq.val_pairs < 1:
+        raise ConfigError("eval.equivariance: epochs, batch_size, hidden and val_pairs must be at least 1")
+    _positive(eq.lr, "eval.equivariance.lr")
+    _at_least(eq.equi_dims, 1, "eval.equivariance.equi_dims")

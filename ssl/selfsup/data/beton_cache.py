@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +23,14 @@ def cache_dir() -> Path:
 def cache_key(data_cfg, split: str, image_mode: str, jpeg_quality: int, max_side: int | None) -> dict:
     """Everything that changes the converted images or their order."""
     path = str(Path(data_cfg.path).resolve()) if data_cfg.path else None
+    render = getattr(data_cfg, "render", None)
+    if render is not None:  # a render3d recipe's own dataset (data.render); only then, so other keys stay
+        return {
+            **cache_key(
+                dataclasses.replace(data_cfg, render=None), split, image_mode, jpeg_quality, max_side
+            ),
+            "render": dataclasses.asdict(render),
+        }
     return {
         "schema": SCHEMA_VERSION,
         "source": data_cfg.source,

@@ -33,8 +33,10 @@ def _iebench(cfg, split: str) -> Source:
     show one fixed view per object (``view="fixed"``), so evaluation is deterministic. Images are
     resized to ``cfg.image_size``.
 
-    For ``render3d`` with ``data.path`` unset, the default dataset (:data:`DEFAULT_RENDER3D`) is
-    rendered into ``datasets/render3d`` (relative to the working directory) on first use.
+    For ``render3d`` with ``data.render`` set, that dataset is rendered on first use into
+    ``data.path`` (or :func:`render_root`); with ``data.path`` unset too, the default dataset
+    (:data:`DEFAULT_RENDER3D`) is rendered into ``datasets/render3d`` (relative to the working
+    directory) on first use.
     """
     split = norm_split(split)
     view = "all" if split == "train" else "fixed"
@@ -44,6 +46,11 @@ def _iebench(cfg, split: str) -> Source:
         if not Path(cfg.path).is_dir():
             raise DataError(f"3DIEBench not found at data.path='{cfg.path}': {DOWNLOAD_HINT}")
         return IEBenchSource(cfg.path, split, image_size=cfg.image_size, view=view)
+    if getattr(cfg, "render", None) is not None:
+        root = Path(cfg.path) if cfg.path else render_root(cfg.render)
+        # A no-op when the folder already holds this render; raises if it holds another one.
+        render_dataset(root, workers=min(2, os.cpu_count() or 1), progress=True, **render_kwargs(cfg.render))
+        return IEBenchSource(root, split, image_size=cfg.image_size, view=view)
     if cfg.path:
         if not Path(cfg.path).is_dir():
             raise DataError(
@@ -55,6 +62,24 @@ def _iebench(cfg, split: str) -> Source:
     # A no-op when the folder already holds the default dataset; raises if it holds another one.
     render_dataset(root, workers=min(2, os.cpu_count() or 1), progress=True, **DEFAULT_RENDER3D)
     return IEBenchSource(root, split, image_size=cfg.image_size, view=view)
+
+
+def render_kwargs(render) -> dict:
+    """``data.render`` (:class:`~selfsup.config.RenderConfig`) as :func:`render_dataset` arguments."""
+    return {
+        "num_classes": render.classes,
+        "objects_per_class": render.objects,
+        "views_per_object": render.views,
+        "size": render.size,
+        "seed": render.seed,
+    }
+
+
+def render_root(render) -> Path:
+    """Where ``data.render`` goes when ``data.path`` is unset: ``datasets/render3d-c10-o100-v20-s64-seed0``."""
+    return Path(
+        f"{DEFAULT_RENDER3D_ROOT}-c{render.classes}-o{render.objects}-v{render.views}-s{render.size}-seed{render.seed}"
+    )
 
 
 def _beton(cfg, split: str) -> BetonSource:

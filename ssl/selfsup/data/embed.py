@@ -18,13 +18,17 @@ def extract_features(
     progress: bool = True,
     device: str | torch.device | None = None,
     desc: str = "features",
+    num_workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features ``[N, D]`` float32 and labels ``[N]`` of a source, in source order."""
+    """Pooled features ``[N, D]`` float32 and labels ``[N]`` of a source, in source order.
+
+    ``num_workers`` decoding processes (0: in this process).
+    """
     from tqdm.auto import tqdm
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder = encoder.to(device).eval()
-    loader = build_eval_loader(source, data_cfg, batch_size)
+    loader = build_eval_loader(source, data_cfg, batch_size, num_workers)
     feats, labels = [], []
     for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
         feats.append(encoder(x.to(device)).float().cpu())

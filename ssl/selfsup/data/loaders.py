@@ -31,7 +31,19 @@ def build_train_loader(
     ``data.batch_size / (world_size * grad_accum)``); by default ``data.batch_size / world_size``.
     """
     choice = recipe.data.loader
-    if choice == "ffcv" or (choice == "auto" and ffcv_available()):
+    use_ffcv = choice == "ffcv" or (choice == "auto" and ffcv_available())
+    if getattr(recipe.data, "pairs", False):
+        # Two distinct views of one object per item, no augmentation (SIE): selfsup.data.pairs.
+        if use_ffcv and ffcv_available():
+            from .ffcv_pairs import FFCVPairLoader
+
+            return FFCVPairLoader(recipe, rank, world_size, batch_size=batch_size)
+        if choice == "ffcv":
+            raise ConfigError("data.loader=ffcv but ffcv is not installed; set data.loader=torchvision")
+        from .torchvision_pairs import TorchvisionPairLoader
+
+        return TorchvisionPairLoader(recipe, rank, world_size, batch_size=batch_size)
+    if use_ffcv:
         if not ffcv_available():
             raise ConfigError(
                 "data.loader=ffcv but ffcv is not installed; run tools/setup.sh (needs Debian's "

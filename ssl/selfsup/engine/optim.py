@@ -1,4 +1,4 @@
-"""Optimizers (SGD, LARS, AdamW) and the warm-up + cosine learning-rate schedule."""
+"""Optimizers (SGD, LARS, Adam, AdamW) and the warm-up + cosine learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def build_optimizer(groups: list[dict], cfg, lr: float) -> torch.optim.Optimizer
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta)
+    if cfg.name == "adam":
+        # L2 weight decay added to the gradient (torch.optim.Adam), as SIE's reference training.
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas))
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
     raise ConfigError(f"optim.name: unknown optimizer '{cfg.name}'")

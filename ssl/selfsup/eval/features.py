@@ -26,6 +26,7 @@ def parse_data_spec(spec: str | None, base: DataConfig | None = None) -> DataCon
         cfg.path = path or None
         cfg.classes = None
         cfg.train_fraction = 1.0
+        cfg.render = None  # the spec names the data; the recipe's render settings do not apply
     return cfg
 
 

@@ -17,16 +17,43 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     prefix: str = "",
+    out_dir: Path | None = None,
 ) -> dict[str, float]:
-    """Linear and/or kNN (and retrieval when available) on the train/test splits of ``data_cfg``."""
+    """Linear, kNN, retrieval and equivariance evaluations on the train/test splits of ``data_cfg``.
+
+    ``equivariance`` (SIE's protocols, :mod:`selfsup.eval.equivariance`) brings its own linear
+    classification (``linear/top1``, one random view per object, per feature part), so with it in
+    ``tasks`` the generic ``linear`` probe is not run. Its retrieval picture goes to ``out_dir``.
+    """
     from .features import cached_features
 
+    out: dict[str, float] = {}
+    if "equivariance" in tasks:
+        from .equivariance_data import evaluate_equivariance, note
+
+        if "linear" in tasks:
+            note(
+                "eval.run has equivariance: linear/top1 is its protocol (one random view per object), not the generic probe"
+            )
+            tasks = [t for t in tasks if t != "linear"]
+        out.update(
+            evaluate_equivariance(
+                encoder,
+                info,
+                data_cfg,
+                eval_cfg.equivariance,
+                cache_dir,
+                out_dir,
+                eval_cfg.batch_size,
+                seed,
+                progress,
+            )
+        )
     tasks = [t for t in tasks if t in ("linear", "knn", "retrieval")]
     if not tasks:
-        return {}
+        return {f"{prefix}{k}": v for k, v in out.items()}
     tr = cached_features(encoder, info, data_cfg, "train", cache_dir, eval_cfg.batch_size, progress)
     te = cached_features(encoder, info, data_cfg, "test", cache_dir, eval_cfg.batch_size, progress)
-    out: dict[str, float] = {}
     if "linear" in tasks:
         from .linear import linear_probe
 

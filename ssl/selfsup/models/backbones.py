@@ -1,7 +1,9 @@
 """Backbone factory over timm's public API.
 
 ``create_backbone(model_cfg)`` returns a timm model built with ``num_classes=0`` (pooled features,
-``model.num_features`` wide). Two options adapt ImageNet architectures to tiny images and CPUs:
+``model.num_features`` wide), or one of the local variants in :data:`LOCAL` (VICReg's and SIE's
+ResNet, :mod:`selfsup.models.resnet_vicreg`). Two options adapt ImageNet architectures to tiny
+images and CPUs:
 
 - ``cifar_stem``: ResNet first conv becomes 3x3 stride 1 and the max-pool is removed (the usual
   CIFAR variant, as in SimCLR's CIFAR experiments and the Hallucinator's configs);
@@ -19,6 +21,11 @@ import timm
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .resnet_vicreg import DEPTHS as _VICREG_DEPTHS
+from .resnet_vicreg import build_vicreg_resnet
+
+# Backbones that are not timm's: name -> builder(arch dict). Same options (width, cifar_stem).
+LOCAL = {name: build_vicreg_resnet for name in _VICREG_DEPTHS}
 
 
 def timm_create_kwargs(arch: dict) -> dict:
@@ -44,9 +51,11 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
 
 
 def check_backbone(name: str) -> None:
-    """Refuse a name timm does not know, suggesting the closest ones."""
+    """Refuse a name neither timm nor :data:`LOCAL` knows, suggesting the closest ones."""
+    if name in LOCAL:
+        return
     if name not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        close = difflib.get_close_matches(name, [*timm.list_models(), *LOCAL], n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
 
@@ -54,6 +63,10 @@ def check_backbone(name: str) -> None:
 def build_backbone(arch: dict) -> nn.Module:
     """The timm backbone an architecture dict describes (see :func:`selfsup.models.export.arch_dict`)."""
     name = arch["backbone"]
+    if name in LOCAL:
+        if arch.get("kwargs"):
+            raise ConfigError(f"model.kwargs: '{name}' takes no extra arguments (only width and cifar_stem)")
+        return LOCAL[name](arch)
     check_backbone(name)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **timm_create_kwargs(arch))

@@ -32,3 +32,19 @@ def mlp(
     if last_bn:
         mods.append(nn.BatchNorm1d(out, affine=last_bn_affine))
     return nn.Sequential(*mods)
+
+
+def expander(in_dim: int, dims: list[int] | tuple[int, ...]) -> nn.Sequential:
+    """VICReg's projector ("expander"): ``in -> dims[0] -> ... -> dims[-1]``.
+
+    Every layer but the last is Linear -> BN -> ReLU; the last is a Linear without bias. The hidden
+    Linear layers keep their bias (which the BN cancels) so that the parameters, and their names,
+    are the reference code's: its checkpoints load as they are.
+    """
+    mods: list[nn.Module] = []
+    d = in_dim
+    for h in dims[:-1]:
+        mods += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+        d = h
+    mods.append(nn.Linear(d, dims[-1], bias=False))
+    return nn.Sequential(*mods)

@@ -14,8 +14,23 @@ from typing import Any
 
 from .report import fmt, metrics_table, write_report
 
-HEADLINE = ["linear/top1", "linear/top5", "knn/top1", "knn/top5", "retrieval/top1", "retrieval/map"]
-_EVAL_FAMILIES = ("linear/", "knn/", "retrieval/", "equivariance/")
+HEADLINE = [
+    "linear/top1",
+    "linear/top5",
+    "linear/top1_inv",
+    "linear/top1_equi",
+    "knn/top1",
+    "knn/top5",
+    "retrieval/top1",
+    "retrieval/map",
+    "equi/rotation_r2",
+    "equi/rotation_r2_equi",
+    "equi/color_r2",
+    "equi/mrr",
+    "equi/hit@1",
+    "equi/pre",
+]
+_EVAL_FAMILIES = ("linear/", "knn/", "retrieval/", "equi/")
 # Keys of metrics.json that are evaluation results (also written to TensorBoard under eval/).
 EVAL_KEYS = (*_EVAL_FAMILIES, "random_init/", "raw_pixels/", "compat/")
 # Baseline rows of the evaluation table: (metrics prefix, row name).
