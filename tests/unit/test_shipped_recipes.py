@@ -15,7 +15,7 @@ from ..conftest import ROOT
 RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
 # Recipes at a paper's settings (not the small embedded-data ones) must say which paper and result.
 PAPER_RECIPES = [
-    r for r in RECIPES if r.split("/")[0] in ("cifar10", "cifar100", "imagenet100", "imagenet1k")
+    r for r in RECIPES if r.split("/")[0] in ("cifar10", "cifar100", "imagenet100", "imagenet1k", "3diebench")
 ]
 
 
