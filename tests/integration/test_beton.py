@@ -361,3 +361,23 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
     assert not seen[0] & seen[1]
     one = shard_positions(len(arrays), 20, 0, 1, recipe.seed, 1)  # one process, global batch
     assert seen[0] | seen[1] == set(one.tolist())
+
+
+@pytest.mark.timeout(180)
+def test_ffcv_plain_view_matches_torchvision(raw_beton, arrays):
+    """The plain view (OBoW's teacher input): same centre crop in both loaders, after the others."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+    from selfsup.data.torchvision_loader import TorchvisionTrainLoader
+
+    r = _recipe(raw_beton, batch=16)
+    a = r.data.augment
+    a.flip_p, a.jitter_p, a.grayscale_p, a.blur_p, a.solarize_p = 0.0, 0.0, 0.0, 0.0, 0.0
+    r.data.views, a.plain_views, a.plain_size, a.plain_crop = 1, 1, 24, 0.75
+    fb = next(iter(FFCVTrainLoader(r)))
+    r.data.num_workers = 0
+    tb = next(iter(TorchvisionTrainLoader(r)))
+    assert [tuple(v.shape) for v in fb["views"]] == [(16, 3, 32, 32), (16, 3, 24, 24)]
+    torch.testing.assert_close(fb["index"], tb["index"])
+    # Deterministic in both; only the resize filters differ (OpenCV area vs antialiased bilinear).
+    diff = (fb["views"][1] - tb["views"][1]).abs()
+    assert diff.mean() < 0.05 and diff.max() < 0.6, (diff.mean(), diff.max())

@@ -31,6 +31,11 @@ class AugmentConfig:
     local_views: int = 0  # multi-crop: extra small views (OBoW, SwAV style)
     local_size: int = 16
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.14])
+    # Plain views, after the local ones: a centre square (plain_crop x the short side, i.e. Resize
+    # 256 -> CenterCrop 224) resized to plain_size, flipped with flip_p, no colour: OBoW's teacher input.
+    plain_views: int = 0
+    plain_size: int | None = None  # None: data.image_size
+    plain_crop: float = 0.875
 
 
 @dataclass
@@ -202,6 +207,11 @@ def validate_core(r: Recipe) -> None:
         raise ConfigError("train.epochs: must be at least 1")
     if r.train.grad_accum < 1:
         raise ConfigError("train.grad_accum: must be at least 1")
+    a = r.data.augment
+    if a.local_views < 0 or a.plain_views < 0:
+        raise ConfigError("data.augment.local_views and plain_views: must be 0 or more")
+    if not 0 < a.plain_crop <= 1:
+        raise ConfigError(f"data.augment.plain_crop: need 0 < plain_crop <= 1, got {a.plain_crop}")
     lo, hi = r.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale: need 0 < min <= max <= 1, got {[lo, hi]}")

@@ -1,7 +1,7 @@
 """Multi-view SSL training loader on FFCV.
 
 Implements :class:`selfsup.data.base.TrainLoader` with the same batches as the torchvision
-loader: ``{"views": [B x 3 x H x W float32] * (views + local_views), "label", "index"}``.
+loader: ``{"views": [B x 3 x H x W float32] * (views + local_views + plain_views), "label", "index"}``.
 
 Each view is its own FFCV pipeline over the one stored ``image`` field (the image is decoded once
 per view): FFCV's random-resized-crop decoder (jitted), then the ops of :mod:`selfsup.data.ffcv_ops`
@@ -115,6 +115,19 @@ def _view_pipeline(aug, size: int, scale: Sequence[float], mean, std) -> list:
     return pipe
 
 
+def _plain_pipeline(aug, size: int, mean, std) -> list:
+    """A plain view (:func:`selfsup.data.augment.plain_transform`): centre crop, flip, normalise."""
+    from ffcv.fields.rgb_image import CenterCropRGBImageDecoder
+    from ffcv.transforms import ToTensor
+
+    from . import ffcv_ops as ops
+
+    pipe: list = [CenterCropRGBImageDecoder((size, size), ratio=aug.plain_crop)]
+    if aug.flip_p > 0:
+        pipe.append(ops.RandomHorizontalFlip(aug.flip_p))
+    return pipe + [ops.NormalizeCHW(mean, std), ToTensor()]
+
+
 def view_sizes(data_cfg) -> list[tuple[int, tuple[float, float]]]:
     """(size, crop scale) of every view: ``data.views`` global views, then the local views."""
     aug = data_cfg.augment
@@ -192,6 +205,13 @@ class FFCVTrainLoader(TrainLoader):
             name = "image" if v == 0 else f"image_{v}"
             spec = _view_pipeline(data.augment, size, scale, data.mean, data.std)
             pipelines[name] = spec if v == 0 else PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
+            self.view_names.append(name)
+        for _ in range(data.augment.plain_views):  # after the global and local views
+            name = f"image_{len(self.view_names)}"
+            spec = _plain_pipeline(
+                data.augment, data.augment.plain_size or data.image_size, data.mean, data.std
+            )
+            pipelines[name] = PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
             self.view_names.append(name)
         pipelines["label"] = [IntDecoder(), ToTensor()]
         pipelines["index"] = [IntDecoder(), ToTensor()]

@@ -78,9 +78,9 @@ class Trainer:
 
         attach_compat(model, recipe)
         if self.world > 1 and _norm_mode(recipe, method_cls) == "syncbn":
-            frozen = {id(m) for m in model.frozen_modules()}
+            local = {id(m) for m in model.local_norm_modules()}
             for name, child in list(model.named_children()):
-                if id(child) not in frozen:
+                if id(child) not in local:
                     setattr(model, name, convert_sync_bn(child))
         self.global_batch = recipe.data.batch_size * self.world * recipe.train.grad_accum
         lr = peak_lr(recipe.optim, self.global_batch)
@@ -93,6 +93,7 @@ class Trainer:
                 "fewer batches per epoch than train.grad_accum; lower grad_accum or data.batch_size"
             )
         self.total_steps = self.steps_per_epoch * recipe.train.epochs
+        model.total_steps = self.total_steps
         self.sched = WarmupCosine(
             opt,
             self.total_steps,
