@@ -1,4 +1,4 @@
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint imports
 
 setup:
 	bash tools/setup.sh
@@ -6,8 +6,12 @@ setup:
 demo: setup
 	.venv/bin/selfsup demo
 
-test: setup
+# The import layers (docs/architecture.md) are checked first: an upward import fails the suite.
+test: setup imports
 	.venv/bin/python -m pytest -q tests
 
-lint: setup
-	.venv/bin/ruff check ssl tests && .venv/bin/ruff format --check ssl tests
+imports: setup
+	.venv/bin/lint-imports
+
+lint: setup imports
+	.venv/bin/ruff check ssl tests tools && .venv/bin/ruff format --check ssl tests tools

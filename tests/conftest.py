@@ -21,7 +21,7 @@ def tiny_recipe(**over) -> dict:
         "data": {
             "source": "digits",
             "image_size": 16,
-            "batch_size": 16,
+            "batch_size": 16,  # the global batch: 16 on one process, 8 each on two
             "train_fraction": 0.1,
             "loader": "torchvision",
             "augment": {"preset": "simclr", "blur_p": 0.0},

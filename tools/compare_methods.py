@@ -46,7 +46,7 @@ METHODS = {
             "queue_size": 1024,
             "momentum": 0.996,
             "temperature": 0.2,
-            "bn_splits": 4,
+            "bn_group": 8,
         },
         NO_EXTRA_VIEWS,
     ),

@@ -61,5 +61,33 @@ else
   say "ffcv skipped: missing Debian packages:$missing (run as root: apt-get install$missing); the torchvision loader will be used"
 fi
 
+# GPU extra: faiss-gpu for the CUDA major version torch was built with, only where a GPU answers.
+# Without one (CI, this project's CPU machines) nothing changes: faiss-cpu stays.
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  cuda_major=$("$VPY" -c "import torch; v = torch.version.cuda; print(v.split('.')[0] if v else '')" 2>/dev/null || true)
+  case "$cuda_major" in
+    11 | 12) wheel="faiss-gpu-cu${cuda_major}>=1.8" ;;  # = the gpu / gpu-cu11 extras of pyproject.toml
+    *) wheel="" ;;
+  esac
+  if [ -z "$cuda_major" ]; then
+    say "warning: nvidia-smi works but torch is a CPU build; gpu extra skipped (faiss and torch stay on the CPU)"
+  elif [ -z "$wheel" ]; then
+    say "warning: no faiss-gpu wheel for CUDA $cuda_major; gpu extra skipped (exact search runs in torch on the GPU)"
+  elif "$VPY" -c "import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)" 2>/dev/null; then
+    say "faiss-gpu already installed"
+  else
+    # faiss-cpu and faiss-gpu both provide the `faiss` module: swap one for the other, and reinstall
+    # the GPU wheel's files last (pip may have rewritten them with faiss-cpu's above).
+    say "GPU found (torch CUDA $cuda_major): installing the gpu extra ($wheel)"
+    if "$VPY" -m pip install -q "$wheel" && "$VPY" -m pip uninstall -q -y faiss-cpu \
+      && "$VPY" -m pip install -q --force-reinstall --no-deps "$wheel"; then
+      "$VPY" -c "import faiss; print('[setup] faiss sees', faiss.get_num_gpus(), 'GPU(s)')" || true
+    else
+      say "warning: $wheel failed to install; keeping faiss-cpu (exact search runs in torch on the GPU)"
+      "$VPY" -m pip install -q --force-reinstall --no-deps faiss-cpu >/dev/null 2>&1 || true
+    fi
+  fi
+fi
+
 echo "$stamp_input" > "$stamp"
 say "done: $("$VPY" -c 'import torch, selfsup; print("selfsup", selfsup.__version__, "torch", torch.__version__)')"

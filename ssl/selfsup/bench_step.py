@@ -44,9 +44,10 @@ def _build(method: dict, positives: list, args: dict, seed: int, device: torch.d
     return model, opt
 
 
-def _step(model, opt, batch: dict, device: torch.device) -> float:
+def _step(model, opt, batch: dict, device: torch.device, bf16: bool = False) -> float:
     t0 = time.perf_counter()
-    out = model(batch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(batch)
     out["loss"].backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -95,8 +96,16 @@ def bench_step(
     methods: tuple[str, ...] = ("mocov2", "simclr"),
     seed: int = 0,
     device: str | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+    variants: tuple[str, ...] | None = None,
 ) -> dict[str, float]:
     """Median step throughput of each method with and without each generator.
+
+    ``bf16``: bf16 autocast (what training uses on CUDA); ``channels_last``: NHWC weights and
+    inputs; ``compile``: the backbone compiled with ``torch.compile`` (warm-up steps include the
+    compilation); ``variants``: a subset of ``("", "+hallucinator", "+ft")``.
 
     Returns a flat dict: ``step/<method><variant>/img_per_s``, ``.../ms`` and, for the generators,
     ``step/<method>+<generator>/overhead`` = ``t_variant / t_baseline - 1`` (median step times) and
@@ -107,28 +116,35 @@ def bench_step(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args = {"backbone": backbone, "batch": batch, "size": size, "cifar_stem": cifar_stem, "width": width}
     gen = torch.Generator().manual_seed(seed)
-    views = [torch.randn(batch, 3, size, size, generator=gen).to(dev) for _ in range(2)]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    views = [torch.randn(batch, 3, size, size, generator=gen).to(dev, memory_format=fmt) for _ in range(2)]
     data = {"views": views, "labels": torch.zeros(batch, dtype=torch.long, device=dev)}
     out: dict[str, float] = {}
     for mname in methods:
         method = dict(METHOD_RECIPES[mname])
         if method["name"] == "moco":
             method["queue_size"] = queue_size
-        runs = {v: _build(method, pos, args, seed, dev) for v, pos in VARIANTS.items()}
+        chosen = {v: pos for v, pos in VARIANTS.items() if variants is None or v in variants}
+        runs = {v: _build(method, pos, args, seed, dev) for v, pos in chosen.items()}
+        for model, _ in runs.values():
+            if channels_last:
+                model.to(memory_format=torch.channels_last)
+            if compile:
+                model.backbone.compile()
         for model, opt in runs.values():
             for _ in range(warmup):
-                _step(model, opt, data, dev)
+                _step(model, opt, data, dev, bf16)
         times: dict[str, list[float]] = {v: [] for v in runs}
         for _ in range(steps):
             for v, (model, opt) in runs.items():
-                times[v].append(_step(model, opt, data, dev))
+                times[v].append(_step(model, opt, data, dev, bf16))
         med = {v: statistics.median(t) for v, t in times.items()}
         head = {v: _head_ms(model, batch, max(steps, 5), dev) for v, (model, _) in runs.items()}
         for v, t in med.items():
             out[f"step/{mname}{v}/img_per_s"] = batch / t
             out[f"step/{mname}{v}/ms"] = 1000 * t
             out[f"head/{mname}{v}/ms"] = head[v]
-            if v:
+            if v and "" in med:
                 out[f"step/{mname}{v}/overhead"] = t / med[""] - 1.0
                 # The generator's own cost, as a fraction of the baseline step.
                 out[f"step/{mname}{v}/head_overhead"] = (head[v] - head[""]) / (1000 * med[""])

@@ -6,7 +6,11 @@ Every module in :mod:`selfsup.commands` contributes one command. A module define
 ``NAME = "loader"``). Command modules import heavy libraries inside ``run`` so that ``--help``
 stays fast.
 
-User errors (:class:`selfsup.errors.UserError`) print ``error: <message>`` and exit 2.
+User errors (:class:`selfsup.errors.UserError`) print ``error: <message>`` and exit 2. Under a
+multi-process launch (``selfsup launch`` or ``accelerate launch``) every process that fails exits
+2, but an error is printed once per machine: by the first process to fail (a message that differs
+from the one printed is printed too). ``selfsup launch`` then exits 2 itself, without the
+launcher's traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .utils.console import print_error
 
 GROUP_HELP = {
     "eval": "evaluate a checkpoint: linear probe, kNN, retrieval, equivariance",
@@ -74,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["launch"]:
+        # The launcher takes accelerate's options before the command: argparse cannot.
+        from .commands.launch import launch
+
+        names = {getattr(m, "GROUP", None) or m.NAME for m in _command_modules()} - {"launch"}
+        return launch(argv[1:], names)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
@@ -82,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(str(e))
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SELFSUP_DEBUG"):
             raise
         # Known user-caused failures from libraries surface here; anything else is a bug.
-        print(f"error: {type(e).__name__}: {e} (set SELFSUP_DEBUG=1 for the traceback)", file=sys.stderr)
+        print_error(f"{type(e).__name__}: {e} (set SELFSUP_DEBUG=1 for the traceback)")
         return 1
 
 

@@ -4,6 +4,12 @@ This module sits above the plug-ins: the core sections are typed by :mod:`selfsu
 ``method``, ``positives`` and ``compat`` sections by the config classes that methods, positive
 generators and compat methods register where they are defined. Every error is one sentence
 naming the key, its location and, for a typo, the closest valid name.
+
+Loading also makes the recipe *effective*: a plug-in config class may define
+``resolve(self, recipe) -> None`` that fills its ``None`` defaults with the values the run will
+use (MoCo's version-dependent temperature and head), so ``config.yaml`` records every value; and
+``check(self, recipe) -> None`` that refuses bad values of its section. Core sections are checked
+by :func:`selfsup.config.validate_core`. So a bad recipe fails here, before anything is built.
 """
 
 from __future__ import annotations
@@ -60,7 +66,33 @@ def resolve(tree: dict) -> Recipe:
         spec = COMPAT.lookup(compat["name"], "compat.name")
         recipe.compat = from_dict(spec.config, compat, "compat")
     validate_core(recipe)
+    _check_data_and_model(recipe)
+    plugins = [recipe.method, *recipe.positives] + ([recipe.compat] if recipe.compat is not None else [])
+    for cfg in plugins:
+        hook = getattr(cfg, "resolve", None)
+        if hook is not None:
+            hook(recipe)
+    for cfg in plugins:
+        hook = getattr(cfg, "check", None)
+        if hook is not None:
+            hook(recipe)
     return recipe
+
+
+def _check_data_and_model(recipe: Recipe) -> None:
+    """What the core schema cannot know: the data sources and the backbones that exist."""
+    from .config.parse import choice
+    from .data.catalog import NEEDS_PATH, SOURCES
+    from .models.backbones import check_backbone
+
+    d = recipe.data
+    choice(d.source, tuple(SOURCES), "data.source")
+    if d.source in NEEDS_PATH and not d.path:
+        raise ConfigError(
+            f"data.path is required for data.source={d.source}: {NEEDS_PATH[d.source]}; "
+            "set it in the recipe or with --set data.path=..."
+        )
+    check_backbone(recipe.model.backbone)
 
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> Recipe:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -25,10 +24,14 @@ def pretrain_and_evaluate(
     if evaluate and recipe.eval.run:
         metrics.update(evaluate_run(recipe, run_dir, rows))
     metrics["run/wall_s"] = time.time() - t0
+    from .engine.logging import log_scalars
+    from .report.run_report import EVAL_KEYS, write_run_report
     from .utils.io import write_metrics
 
     write_metrics(run_dir / "metrics.json", metrics)
-    report = write_run_report(recipe, run_dir, metrics, rows)
+    evals = {k: v for k, v in metrics.items() if k.startswith(EVAL_KEYS)}
+    log_scalars(run_dir, evals, int(metrics.get("train/steps", 0)), prefix="eval/")
+    report = write_run_report(run_dir)
     if not quiet:
         print_summary(rows, metrics, report)
     return metrics
@@ -58,44 +61,9 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
     return out
 
 
-HEADLINE = ["linear/top1", "linear/top5", "knn/top1", "knn/top5", "retrieval/top1", "retrieval/map"]
-
-
-def write_run_report(recipe: Recipe, run_dir: Path, metrics: dict, rows: dict) -> Path:
-    from .report.plots import plot_curves
-    from .report.report import fmt, metrics_table, write_report
-
-    hist_path = run_dir / "history.json"
-    history = json.loads(hist_path.read_text()) if hist_path.exists() else []
-    curves = plot_curves(history, run_dir / "curves.png", title=recipe.name)
-    sections = []
-    if rows:
-        keys = [k for k in HEADLINE if any(k in r for r in rows.values())]
-        sections.append(("Evaluation", metrics_table(rows, keys)))
-    train_keys = [
-        "train/steps",
-        "train/epochs",
-        "train/final_loss",
-        "train/img_per_s",
-        "train/wall_s",
-        "run/wall_s",
-    ]
-    sections.append(("Training", "\n".join(f"- {k}: {fmt(metrics[k])}" for k in train_keys if k in metrics)))
-    backbone = recipe.model.backbone + (f" (width {recipe.model.width})" if recipe.model.width else "")
-    sections.append(
-        (
-            "Run",
-            f"- method: {recipe.method.name}\n- backbone: {backbone}\n- data: {recipe.data.source} "
-            f"at {recipe.data.image_size}px, batch {recipe.data.batch_size}\n- seed: {recipe.seed}\n"
-            "- files: config.yaml, metrics.json, checkpoints/last.pt, encoder.pt, tb/",
-        )
-    )
-    extra = [p for p in sorted(run_dir.glob("*.png")) if p.name != "curves.png"]
-    return write_report(run_dir, f"selfsup run: {recipe.name}", sections, [curves, *extra])
-
-
 def print_summary(rows: dict, metrics: dict, report: Path) -> None:
     from .report.report import fmt
+    from .report.run_report import HEADLINE
 
     if rows:
         keys = [k for k in HEADLINE if any(k in r for r in rows.values())]

@@ -12,21 +12,16 @@ ffcv = pytest.importorskip("ffcv")
 torch = pytest.importorskip("torch")
 
 from selfsup.config import DataConfig, Recipe  # noqa: E402
-from selfsup.data.beton import (  # noqa: E402
-    BetonSource,
-    beton_info,
-    build_source,
-    ensure_beton,
-    sidecar_path,
-    write_beton,
-)
+from selfsup.data.beton import BetonSource, beton_info, sidecar_path, write_beton  # noqa: E402
+from selfsup.data.beton_cache import ensure_beton  # noqa: E402
+from selfsup.data.catalog import build_source  # noqa: E402
 from selfsup.data.sources import Source  # noqa: E402
 from selfsup.errors import DataError  # noqa: E402
 
 from ..conftest import assert_user_error, run_cli  # noqa: E402
 
 # numba's dispatcher finalizer may raise a harmless KeyError when FFCV's compiled code is
-# garbage-collected (a known upstream quirk, see shared/reference/ffcv.md); it is not a failure.
+# garbage-collected (a known upstream quirk); it is not a failure.
 pytestmark = [pytest.mark.ffcv, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
@@ -233,7 +228,7 @@ def test_ensure_beton_caches_and_beton_source_config(tmp_path, monkeypatch):
     with open(path, "r+b") as f:  # damage it: rewritten on the next call
         f.truncate(100)
     assert ensure_beton(cfg, "test", image_mode="raw") == path and beton_info(path)["count"] > 0
-    from selfsup.data.sources import build_source as build_any
+    from selfsup.data.catalog import build_source as build_any
 
     ref = build_any(cfg, "test")
     src = build_source(DataConfig(source="beton", path=str(path)), "val")  # val and test are one split
@@ -348,7 +343,7 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
     from selfsup.data.ffcv_loader import FFCVTrainLoader
     from selfsup.data.sharding import shard_positions
 
-    recipe = _recipe(raw_beton, batch=10)
+    recipe = _recipe(raw_beton, batch=20)  # the global batch: 10 per rank
     recipe.data.augment.jitter_p = recipe.data.augment.blur_p = recipe.data.augment.solarize_p = 0.0
     ranks = [FFCVTrainLoader(recipe, rank=r, world_size=2) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == len(arrays) // 20
@@ -373,11 +368,86 @@ def test_ffcv_plain_view_matches_torchvision(raw_beton, arrays):
     a = r.data.augment
     a.flip_p, a.jitter_p, a.grayscale_p, a.blur_p, a.solarize_p = 0.0, 0.0, 0.0, 0.0, 0.0
     r.data.views, a.plain_views, a.plain_size, a.plain_crop = 1, 1, 24, 0.75
-    fb = next(iter(FFCVTrainLoader(r)))
+    fbs = [next(iter(FFCVTrainLoader(r, pipeline=p))) for p in ("decode-once", "per-view")]
     r.data.num_workers = 0
     tb = next(iter(TorchvisionTrainLoader(r)))
-    assert [tuple(v.shape) for v in fb["views"]] == [(16, 3, 32, 32), (16, 3, 24, 24)]
-    torch.testing.assert_close(fb["index"], tb["index"])
-    # Deterministic in both; only the resize filters differ (OpenCV area vs antialiased bilinear).
-    diff = (fb["views"][1] - tb["views"][1]).abs()
-    assert diff.mean() < 0.05 and diff.max() < 0.6, (diff.mean(), diff.max())
+    for fb in fbs:
+        assert [tuple(v.shape) for v in fb["views"]] == [(16, 3, 32, 32), (16, 3, 24, 24)]
+        torch.testing.assert_close(fb["index"], tb["index"])
+        # Deterministic in all; only the resize filters differ (OpenCV area vs antialiased bilinear).
+        diff = (fb["views"][1] - tb["views"][1]).abs()
+        assert diff.mean() < 0.05 and diff.max() < 0.6, (diff.mean(), diff.max())
+
+
+@pytest.mark.timeout(300)
+def test_corrupt_record_is_refused_by_the_ffcv_loader_and_verify(tmp_path, raw_beton, capsys):
+    """A record damaged in the middle of the file (where the sidecar's fingerprint of the file's
+    ends cannot see it) is a one-line DataError in the FFCV loader and in ``data info --verify``."""
+    import shutil
+
+    from selfsup.cli import main
+    from selfsup.data.beton import RowChecker
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    bad = tmp_path / "bad-train.beton"
+    shutil.copy(raw_beton, bad)
+    shutil.copy(sidecar_path(raw_beton), sidecar_path(bad))
+    checker = RowChecker(bad, beton_info(bad))
+    assert checker.crcs is not None  # the writer recorded a checksum per row
+    size, row = bad.stat().st_size, 40
+    ptr = int(checker.meta[checker._image_field][row]["data_ptr"])
+    assert 1 << 16 < ptr < size - (1 << 16)  # outside the fingerprinted ends
+    data = bytearray(bad.read_bytes())
+    data[ptr + 100] ^= 0xFF  # one pixel byte of row 40: a raw image decodes regardless
+    bad.write_bytes(bytes(data))
+    beton_info(bad)  # size and fingerprint still match: only the row checksums can tell
+
+    loader = FFCVTrainLoader(_recipe(str(bad)))
+    loader.set_epoch(0)
+    with pytest.raises(DataError, match=f"row {row} is corrupt") as e:
+        for _ in loader:
+            pass
+    assert "\n" not in str(e.value) and "--verify" in str(e.value)
+
+    capsys.readouterr()
+    assert main(["data", "info", "--verify", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"1 of 96 rows are corrupt (first: row {row}" in err
+    assert main(["data", "info", "--verify", raw_beton]) == 0
+    assert "96 rows (checksums and JPEG decoding): all rows intact" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_decode_once_is_seeded_and_thread_count_independent(raw_beton, capfd):
+    """Two loaders, 1 and 2 threads: identical views (seeded per view); another epoch differs."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    def views(workers: int, epoch: int) -> list:
+        recipe = _recipe(raw_beton, local_views=1)
+        recipe.data.num_workers = workers
+        loader = FFCVTrainLoader(recipe)
+        loader.set_epoch(epoch, skip_batches=1)
+        return [torch.cat([v.reshape(len(v), -1) for v in b["views"]], 1) for b in loader]
+
+    a, b = views(1, 2), views(2, 2)
+    assert len(a) == len(b) == 96 // 16 - 1
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], views(1, 3)[0])
+    # stored images smaller than the views: a clear warning, and the loader still works
+    r = _recipe(raw_beton)
+    r.data.image_size = 48
+    loader = FFCVTrainLoader(r)
+    assert "warning:" in capfd.readouterr().err
+    assert next(iter(loader))["views"][0].shape == (16, 3, 48, 48)
+
+
+@pytest.mark.timeout(300)
+def test_per_view_pipeline_still_builds(raw_beton):
+    """The previous pipeline (kept for `selfsup bench loader`): same batch format."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+
+    loader = FFCVTrainLoader(_recipe(raw_beton, local_views=1), pipeline="per-view")
+    b = next(iter(loader))
+    assert [tuple(v.shape) for v in b["views"]] == [(16, 3, 32, 32)] * 2 + [(16, 3, 16, 16)]
+    with pytest.raises(Exception, match="pipeline"):
+        FFCVTrainLoader(_recipe(raw_beton), pipeline="nope")

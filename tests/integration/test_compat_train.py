@@ -30,7 +30,7 @@ def _supervised(**over) -> dict:
         "method": {"name": "supervised", "label_smoothing": 0.1},
         "data.views": 1,
         "data.augment": {"preset": "none", "crop_scale": [0.7, 1.0]},
-        "optim": {"name": "adamw", "lr": 1e-3, "scale_lr": False, "weight_decay": 0.0},
+        "optim": {"name": "adamw", "lr": 1e-3, "lr_scaling": "none", "weight_decay": 0.0},
     }
     return tiny_recipe(**{**base, **over})
 
@@ -131,7 +131,7 @@ def test_oca_export_reloads_with_head_dim_and_compatible_with(tmp_path, old):
 
 
 def test_pseudo_classifier_equals_independent_class_means(old):
-    from selfsup.data.sources import build_source
+    from selfsup.data.catalog import build_source
 
     recipe = load_recipe(_supervised())
     enc, _ = load_encoder(old)

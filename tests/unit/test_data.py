@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from selfsup.data.augment import MultiView, view_seed
+from selfsup.data.catalog import build_source
 from selfsup.data.sharding import ShardedBatchSampler, epoch_permutation
-from selfsup.data.sources import DigitsSource, ImageFolderSource, build_source, to_rgb_uint8
+from selfsup.data.sources import DigitsSource, ImageFolderSource, to_rgb_uint8
 from selfsup.data.torchvision_loader import TorchvisionTrainLoader
 from selfsup.errors import DataError
 from selfsup.recipe import load_recipe

@@ -232,3 +232,98 @@ def test_cli_build_query_upgrade_info(tmp_path, feats, capsys):
     assert main(["index", "info", "--index", d, "--json"]) == 0
     desc = json.loads(capsys.readouterr().out)
     assert desc["fraction_upgraded"] == pytest.approx(0.5) and len(desc["models"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrent readers, a writer killed mid-upgrade, stray temporaries
+
+_UPGRADE_THEN_HANG = """
+import sys, time
+import numpy as np
+from selfsup import index as ix
+
+d, stop_at = sys.argv[1], int(sys.argv[2])
+new = np.load(sys.argv[3])
+
+def embed(ids):
+    if int(ids[0]) >= stop_at:
+        print("hanging", flush=True)
+        time.sleep(1000)  # a model that hangs: killed here with uncommitted work in memory
+    return new[[int(i) for i in ids]]
+
+print("started", flush=True)
+ix.upgrade(d, embed, {"fingerprint": "fp-new", "model_id": "new", "compatible_with": ["fp-old"]},
+           budget_fraction=1.0, batch_size=2, commit_every=2)  # back-to-back commits
+"""
+
+
+def test_readers_during_upgrade_and_kill_then_resume(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    n, d, stop_at = 1000, 16, 600
+    rng = np.random.default_rng(1)
+    old = rng.normal(size=(n, d)).astype(np.float32)
+    new = (old + 0.05 * rng.normal(size=old.shape)).astype(np.float32)
+    np.save(tmp_path / "new.npy", new)
+    idx = tmp_path / "idx"
+    ix.build(idx, old, list(range(n)), {"fingerprint": "fp-old", "model_id": "old"}, labels=np.arange(n) % 7)
+    # temporaries of an earlier writer that was killed: the next writer removes them
+    (idx / ".index.json.dead1.tmp").write_text("{")
+    (idx / ".index-000042.faiss.dead2.tmp").write_bytes(b"\0")
+    new_model = {"fingerprint": "fp-new", "model_id": "new", "compatible_with": ["fp-old"]}
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", _UPGRADE_THEN_HANG, str(idx), str(stop_at), str(tmp_path / "new.npy")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        # Read while the writer commits every 2 items (~300 commits). Before readers opened the
+        # generation right after the metadata, ~2% of such reads failed ("missing; rebuild it").
+        gens, upgraded, reads = [], [], 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (reads >= 150 and gens[-1] == 1 + stop_at // 2):
+            info = ix.info(idx, verify=True)  # checks the checksum of the generation it describes
+            res = ix.query(idx, new[:50], new_model, k=1)
+            hit_new = res.versions[:, 0] == 1  # stored new-model items find themselves
+            assert (res.item_ids[hit_new, 0] == np.arange(50)[hit_new]).all()
+            gens.append(info["generation"])
+            upgraded.append(sum(m["items"] for m in info["models"] if m["fingerprint"] == "fp-new"))
+            reads += 1
+        assert proc.poll() is None and len(set(gens)) >= 10, (reads, gens[::15])
+        assert gens == sorted(gens) and upgraded == sorted(upgraded)  # never an older state
+    finally:
+        proc.kill()  # SIGKILL while it hangs in the embedding, uncommitted items in memory
+        proc.wait()
+    assert (
+        not (idx / ".index.json.dead1.tmp").exists() and not (idx / ".index-000042.faiss.dead2.tmp").exists()
+    )
+
+    # the last committed generation stands: exactly the items committed before the hang
+    info = ix.info(idx, verify=True)
+    assert round(info["fraction_upgraded"] * n) == stop_at
+    r = ix.upgrade(idx, (list(range(n)), new), new_model, budget_fraction=1.0)  # continues
+    assert r["done"] and r["upgraded"] == n - stop_at
+    assert not list(idx.glob("*.tmp")) and not list(idx.glob(".*.tmp"))  # nothing stray
+    res = ix.query(idx, new, new_model, k=1)
+    assert (res.versions == 1).all() and (res.item_ids[:, 0] == np.arange(n)).all()
+    assert len(list(idx.glob("index-*.faiss"))) == 2  # current + previous generation only
+
+
+def test_build_records_data_identity_and_upgrade_refuses_other_items(tmp_path, feats):
+    from selfsup.index.identity import features_identity
+
+    old, new = feats
+    y = np.arange(N) % 3
+    ident = {**features_identity(None, N, y), "source": "digits", "split": "test", "path": None}
+    ix.build(tmp_path / "i", old, list(range(N)), OLD, labels=y, data=ident)
+    assert ix.info(tmp_path / "i")["data"]["fingerprint"] == ident["fingerprint"]
+    other = {**ident, "fingerprint": "0" * 16}
+    before = ix.info(tmp_path / "i")["index_sha256"]
+    with pytest.raises(IndexError_, match=r"holds digits \(test split, 60 items"):
+        ix.upgrade(tmp_path / "i", (list(range(N)), new), NEW, 1.0, data=other)
+    with pytest.raises(IndexError_, match="has 61 items"):
+        ix.upgrade(tmp_path / "i", (list(range(N)), new), NEW, 1.0, data={**ident, "count": 61})
+    assert ix.info(tmp_path / "i")["index_sha256"] == before  # nothing written
+    assert ix.upgrade(tmp_path / "i", (list(range(N)), new), NEW, 1.0, data=ident)["done"]

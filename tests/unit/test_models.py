@@ -9,7 +9,7 @@ import torch
 from selfsup.engine.optim import LARS, WarmupCosine
 from selfsup.errors import CheckpointError, ConfigError
 from selfsup.models.backbones import create_backbone
-from selfsup.models.export import arch_dict, export_encoder, load_encoder
+from selfsup.models.export import arch_dict, export_encoder, load_backbone, load_encoder, timm_kwargs
 from selfsup.models.momentum import momentum_copy, momentum_update
 from selfsup.recipe import load_recipe
 from selfsup.utils.dist import GlobalBatchNorm, convert_sync_bn
@@ -36,6 +36,27 @@ def test_exported_plain_backbone_loads_into_timm(tmp_path):
     assert torch.allclose(fresh.eval()(x), m.eval()(x))
     loaded, info = load_encoder(tmp_path / "encoder.pt")
     assert info["dim"] == 512 and len(info["fingerprint"]) == 16
+
+
+@pytest.mark.parametrize("cifar_stem", [False, True])
+def test_any_export_loads_with_one_call_as_plain_timm(tmp_path, cifar_stem):
+    """Width and CIFAR stem included: load_backbone returns a timm ResNet giving the same features."""
+    r = load_recipe({"model": {"backbone": "resnet18", "width": 8, "cifar_stem": cifar_stem}})
+    m = create_backbone(r.model).eval()
+    with torch.no_grad():  # move BN statistics away from their init so a mismatch would show
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+    export_encoder(tmp_path / "encoder.pt", m, arch_dict(r.model), {"model_id": "x"})
+    loaded = load_backbone(tmp_path / "encoder.pt")
+    assert isinstance(loaded, timm.models.resnet.ResNet) and not loaded.training
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(loaded(x), m(x))
+    if not cifar_stem:  # without the stem swap plain timm takes the weights too
+        ckpt = torch.load(tmp_path / "encoder.pt", weights_only=False)
+        plain = timm.create_model("resnet18", num_classes=0, **timm_kwargs(ckpt["arch"])).eval()
+        plain.load_state_dict(ckpt["encoder"])
+        assert torch.equal(plain(x), m(x))
 
 
 def test_wrong_architecture_checkpoint_is_refused(tmp_path):

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from selfsup.data import iebench, render3d
-from selfsup.data.iebench import IEBenchIndex, IEBenchPairs, IEBenchSource, relative_quaternion
+from selfsup.data import catalog, iebench, render3d
+from selfsup.data.iebench import IEBenchIndex, IEBenchSource, relative_quaternion
+from selfsup.data.iebench_pairs import IEBenchPairs
 from selfsup.data.render3d import render_dataset, render_view, sample_latents, sample_shape
+from selfsup.data.render3d import writer as render3d_writer
 from selfsup.errors import DataError
 
 CLASSES, OBJECTS, VIEWS, SIZE = 10, 20, 4, 32
@@ -126,8 +128,8 @@ def test_interrupted_render_leaves_no_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(task)
 
-    real = render3d._render_object
-    monkeypatch.setattr(render3d, "_render_object", fail_on_third)
+    real = render3d_writer._render_object
+    monkeypatch.setattr(render3d_writer, "_render_object", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         render_dataset(tmp_path / "ds", 2, 2, 2, 16, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -354,13 +356,13 @@ def test_missing_split_files_give_a_deterministic_split(ds, tmp_path):
     assert len(IEBenchIndex(copy, "train")) == 5 and IEBenchIndex(copy, "train").num_classes == CLASSES
     from selfsup.config import DataConfig
 
-    src = iebench.build_source(DataConfig(source="3diebench", path=str(copy), image_size=8), "val")
+    src = catalog.build_source(DataConfig(source="3diebench", path=str(copy), image_size=8), "val")
     assert src.name == "3diebench" and len(src) == 2 and src[1][0].shape == (8, 8, 3)
 
 
 def test_build_source(ds):
     from selfsup.config import DataConfig
-    from selfsup.data.sources import build_source
+    from selfsup.data.catalog import build_source
 
     train = build_source(DataConfig(source="render3d", path=str(ds), image_size=16), "train")
     val = build_source(DataConfig(source="render3d", path=str(ds), image_size=16), "val")
@@ -373,14 +375,14 @@ def test_default_render3d_dataset_is_rendered_on_first_use(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(
-        iebench,
+        catalog,
         "DEFAULT_RENDER3D",
         {"num_classes": 2, "objects_per_class": 5, "views_per_object": 2, "size": 16, "seed": 0},
     )
-    src = iebench.build_source(DataConfig(source="render3d", image_size=16), "train")
+    src = catalog.build_source(DataConfig(source="render3d", image_size=16), "train")
     assert (tmp_path / "datasets" / "render3d" / "render3d.json").is_file()
     assert len(src) == 2 * 4 * 2
-    again = iebench.build_source(DataConfig(source="render3d", image_size=16), "val")  # cached
+    again = catalog.build_source(DataConfig(source="render3d", image_size=16), "val")  # cached
     assert len(again) == 2 * 1
 
 
@@ -402,11 +404,11 @@ def test_errors_on_missing_data(tmp_path):
     with pytest.raises(DataError, match="not found"):
         IEBenchSource(tmp_path / "nope")
     with pytest.raises(DataError, match="dl.fbaipublicfiles.com/SIE"):
-        iebench.build_source(DataConfig(source="3diebench", path=None), "train")
+        catalog.build_source(DataConfig(source="3diebench", path=None), "train")
     with pytest.raises(DataError, match="dl.fbaipublicfiles.com/SIE"):
-        iebench.build_source(DataConfig(source="3diebench", path=str(tmp_path / "nope")), "train")
+        catalog.build_source(DataConfig(source="3diebench", path=str(tmp_path / "nope")), "train")
     with pytest.raises(DataError, match="selfsup data render3d"):
-        iebench.build_source(DataConfig(source="render3d", path=str(tmp_path / "nope")), "train")
+        catalog.build_source(DataConfig(source="render3d", path=str(tmp_path / "nope")), "train")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class folders"):
         IEBenchSource(tmp_path / "empty")

@@ -176,9 +176,10 @@ def test_bench_retrieval_small(tmp_path):
     )
     assert rc == 0
     res = json.loads(out.read_text())
-    for key in ("faiss_qps", "torch_qps", "speedup", "ivf_qps", "hnsw_qps"):
+    for key in ("faiss_qps", "torch_qps", "exact_qps", "speedup", "ivf_qps", "hnsw_qps"):
         assert res[f"retrieval/{key}"] > 0
     for kind in ("ivf", "hnsw"):
         assert 0.0 < res[f"retrieval/{kind}_recall@10"] <= 1.0
     # Both exact searches find the same neighbours.
     assert res["retrieval/torch_faiss_agreement"] > 0.99
+    assert res["retrieval/exact_faiss_agreement"] > 0.99  # the project's exact search too

@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--methods", nargs="+", default=["mocov2", "simclr"], choices=["mocov2", "simclr"])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (what training uses on CUDA)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (warm-up compiles)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as flat JSON")
 
 
@@ -50,6 +53,9 @@ def run(args) -> int:
         queue_size=args.queue,
         methods=tuple(args.methods),
         device=args.device,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
     for k, v in res.items():
         if k.endswith("/img_per_s"):

@@ -39,10 +39,12 @@ def compat_train(
     """Train ``recipe_src`` (path or dict) against ``old``; returns the run's metrics."""
     from pathlib import Path
 
+    from ..engine.logging import log_scalars
     from ..errors import ConfigError
     from ..eval.compat_retrieval import check_comparable, compat_retrieval
     from ..models.export import load_encoder
     from ..recipe import load_recipe
+    from ..report.run_report import write_run_report
     from ..utils.io import write_metrics
     from ..workflow import pretrain_and_evaluate
 
@@ -67,7 +69,8 @@ def compat_train(
     cm = compat_retrieval(old, new, recipe.data, run_dir / "features", recipe.eval.batch_size)
     metrics.update(cm)
     write_metrics(run_dir / "metrics.json", cm)
-    _append_report(run_dir, cm, recipe.compat.name)
+    log_scalars(run_dir, cm, int(metrics.get("train/steps", 0)), prefix="eval/")
+    write_run_report(run_dir)  # from metrics.json: gains the compatibility table
     if not quiet:
         print(_table(cm))
     return metrics
@@ -81,23 +84,6 @@ def _table(cm: dict) -> str:
     ok = "met" if cm["compat/criterion"] else "NOT met"
     lines.append(f"criterion new/old > old/old (top-1): {ok}")
     return "\n".join(lines)
-
-
-def _append_report(run_dir, cm: dict, method: str) -> None:
-    from ..utils.io import atomic_write_text
-
-    report = run_dir / "report.md"
-    text = report.read_text() if report.exists() else ""
-    rows = ["| pair | top-1 | top-5 | mAP |", "|---|---|---|---|"]
-    for pair in ("old_old", "new_old", "new_new"):
-        cells = " | ".join(f"{100 * cm[f'compat/{m}/{pair}']:.1f}" for m in ("top1", "top5", "map"))
-        rows.append(f"| {pair.replace('_', '/')} | {cells} |")
-    ok = "met" if cm["compat/criterion"] else "not met"
-    section = (
-        f"\n## Compatibility ({method})\n\nRetrieval on the whole test split, query = gallery, own item "
-        f"excluded (%).\n\n" + "\n".join(rows) + f"\n\nEmpirical criterion new/old > old/old (top-1): {ok}.\n"
-    )
-    atomic_write_text(report, text + section)
 
 
 def run(args) -> int:

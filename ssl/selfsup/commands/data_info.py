@@ -12,6 +12,11 @@ HELP = "describe a .beton (fields, count, image sizes) after checking it against
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("beton", metavar="FILE.beton", help="file written by `selfsup data write`")
     p.add_argument("--json", action="store_true", help="print the whole description as JSON")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every row: its checksum and its image (reads and decodes the whole file)",
+    )
 
 
 def format_info(info: dict) -> str:
@@ -34,14 +39,36 @@ def format_info(info: dict) -> str:
         )
     for s in info.get("skipped") or []:
         lines.append(f"skipped:  {s.get('path') or 'sample ' + str(s['index'])}: {s['error']}")
+    lines.append(
+        f"checksums: {'per row' if info.get('row_checksums') else 'none (written by an older selfsup)'}"
+    )
+    v = info.get("verify")
+    if v:
+        state = (
+            "all rows intact"
+            if not v["bad_count"]
+            else f"{v['bad_count']} corrupt, first {v['first_problem']}"
+        )
+        how = "checksums and JPEG decoding" if v["checksums"] else "JPEG decoding only"
+        lines.append(f"verified: {v['rows']} rows ({how}): {state}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..data.beton import beton_info
+    from ..data.beton import beton_info, verify_beton
+    from ..errors import DataError
 
     info = beton_info(args.beton)
+    info["row_checksums"] = bool(info.pop("row_crc32", None))  # thousands of numbers: not shown
+    if args.verify:
+        info["verify"] = verify_beton(args.beton, progress=not args.json)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
+    v = info.get("verify")
+    if v and v["bad_count"]:
+        raise DataError(
+            f"'{args.beton}': {v['bad_count']} of {v['rows']} rows are corrupt (first: {v['first_problem']}); "
+            f"rewrite it with `selfsup data write --out {args.beton} ...`"
+        )
     return 0

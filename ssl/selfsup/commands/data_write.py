@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import DataConfig
     from ..data.beton import write_beton
-    from ..data.sources import build_source
+    from ..data.catalog import build_source
     from ..errors import DataError
 
     if args.source == "beton":

@@ -13,25 +13,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..index.cli_support import add_source_args
 
     parser.add_argument("--index", required=True, metavar="DIR", help="index folder to create")
-    add_source_args(parser)
+    add_source_args(parser, default_data="the checkpoint's training data")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index (atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..index import build
-    from ..index.cli_support import features_from_cli, model_info_from_args, print_info
+    from ..index.cli_support import CliSource, print_info
+    from ..utils.io import check_folder
 
-    model_info = model_info_from_args(args)
-    feats, labels = features_from_cli(args)
+    check_folder(args.index, "--index")
+    src = CliSource(args)
+    feats = src.features()
     info = build(
         args.index,
         feats,
         list(range(feats.shape[0])),
-        model_info,
-        labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+        src.model_info,
+        labels=src.labels,
         overwrite=args.overwrite,
+        data=src.identity,
     )
     print_info(info)
     return 0

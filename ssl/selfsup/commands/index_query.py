@@ -34,40 +34,56 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..errors import UserError
-    from ..index import info, labels, query
-    from ..index.cli_support import features_from_cli, model_info_from_args
-    from ..utils.io import atomic_path, write_metrics
+    from ..errors import IndexError_, UserError
+    from ..index import query
+    from ..index.cli_support import CliSource
+    from ..index.identity import check_same_items, describe, same_label_space
+    from ..index.manifest import read_manifest
+    from ..utils.io import atomic_path, check_folder, write_metrics
 
     if args.k < 1:
         raise UserError(f"-k must be at least 1, got {args.k}")
-    model_info = model_info_from_args(args)
-    feats, q_labels = features_from_cli(args)
+    if args.show < 0:
+        raise UserError(f"--show must be 0 or more, got {args.show}")
+    if args.out:
+        check_folder(args.out, "--out")  # before the search, not after it
+    meta = read_manifest(args.index)
+    src = CliSource(args, meta)  # queries: the index's own items unless --data says otherwise
+    if args.exclude_self:
+        check_same_items(meta, src.identity, Path(args.index), "query with --exclude-self", src.labels)
+    elif src.from_dataset and meta.get("data") and not same_label_space(meta["data"], src.identity):
+        raise IndexError_(
+            f"cannot score queries from {describe(src.identity)} against the index at {args.index}, which "
+            f"holds {describe(meta['data'])}: their labels do not share a label space; omit --data to "
+            "query with the index's own data"
+        )
+    feats = src.features()
+    q_labels = src.labels
     k = args.k + (1 if args.exclude_self else 0)
-    res = query(args.index, feats, model_info, k, slice_dims=not args.no_slice)
-    ids, scores, versions, pos = res.item_ids, res.scores, res.versions, res.positions
+    res = query(args.index, feats, src.model_info, k, slice_dims=not args.no_slice)
+    ids, scores, versions, hit_labels = res.item_ids, res.scores, res.versions, res.labels
     if args.exclude_self:
         rows = np.arange(feats.shape[0])
         own = rows[:, None] if ids.dtype.kind == "i" else rows.astype(str)[:, None]
         mask = ids != own
         mask[mask.all(axis=1), -1] = False  # own item not among the hits: drop the last one
         keep = ids.shape[1] - 1
-        ids, scores, versions, pos = (a[mask].reshape(-1, keep) for a in (ids, scores, versions, pos))
+        ids, scores, versions = (a[mask].reshape(-1, keep) for a in (ids, scores, versions))
+        if hit_labels is not None:
+            hit_labels = hit_labels[mask].reshape(-1, keep)
 
     for qi in range(min(args.show, ids.shape[0])):
         hits = ", ".join(f"{i}:{s:.3f}" for i, s in zip(ids[qi], scores[qi]))
         print(f"query {qi}: {hits}")
 
     metrics: dict[str, float] = {}
-    g_labels = labels(args.index)
-    if g_labels is not None and q_labels is not None:
-        rel = g_labels[pos] == np.asarray(q_labels)[:, None]  # [Q, k] hit has the query's label
+    if hit_labels is not None and q_labels is not None:
+        rel = hit_labels == np.asarray(q_labels)[:, None]  # [Q, k] hit has the query's label
         for j in (1, 5):
             if j <= rel.shape[1]:
                 metrics[f"index/top{j}"] = float(rel[:, :j].any(axis=1).mean())
         metrics[f"index/precision@{rel.shape[1]}"] = float(rel.mean())
-    desc = info(args.index, verify=False)
-    metrics["index/fraction_upgraded"] = desc["fraction_upgraded"]
+    metrics["index/fraction_upgraded"] = res.fraction_upgraded  # of the generation searched
     for key, v in metrics.items():
         print(f"{key}: {v:.4f}")
     if args.out:

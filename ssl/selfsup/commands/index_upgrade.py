@@ -35,40 +35,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import DataError
+    from ..errors import UserError
     from ..index import info, upgrade
-    from ..index.cli_support import features_from_cli, model_info_from_args
+    from ..index.cli_support import CliSource
+    from ..index.manifest import read_manifest
 
-    model_info = model_info_from_args(args)
-    cache: dict = {}
+    if not 0.0 < args.budget <= 1.0:
+        raise UserError(f"--budget must be a fraction in (0, 1], got {args.budget}")
+    if args.commit_every is not None and args.commit_every < 1:
+        raise UserError(f"--commit-every must be at least 1 item, got {args.commit_every}")
+    # The index's metadata says which items to embed (its own data by default).
+    src = CliSource(args, read_manifest(args.index))
 
     def embed(item_ids: list):
-        # The dataset helpers embed a whole split; do it once, lazily (nothing to do = no embedding).
-        if "feats" not in cache:
-            cache["feats"], _ = features_from_cli(args)
-        feats = cache["feats"]
-        bad = [i for i in item_ids if not isinstance(i, int) or not 0 <= i < feats.shape[0]]
-        if bad:
-            raise DataError(
-                f"index item {bad[0]!r} is not a row of the {feats.shape[0]} embedded items; "
-                "upgrade with the same --data/--split the index was built from"
-            )
-        return feats[item_ids]
+        # The items were checked to be the index's own (upgrade(data=...)), so ids are rows.
+        return src.features()[item_ids]
 
     res = upgrade(
         args.index,
         embed,
-        model_info,
+        src.model_info,
         args.budget,
         batch_size=args.batch_size,
         commit_every=args.commit_every,
         slice_dims=not args.no_slice,
         progress=True,
+        data=src.identity,
+        labels=src.labels,
     )
     desc = info(args.index, verify=False)
+    name = src.model_info.get("model_id", src.model_info["fingerprint"])
     print(
         f"upgraded {res['upgraded']} items; {100 * res['fraction_upgraded']:.1f}% of {desc['count']} now "
-        f"embedded by {model_info.get('model_id', model_info['fingerprint'])}; {res['remaining']} remaining"
-        + (" (done)" if res["done"] else "")
+        f"embedded by {name}; {res['remaining']} remaining" + (" (done)" if res["done"] else "")
     )
     return 0

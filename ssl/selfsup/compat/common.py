@@ -48,6 +48,16 @@ class CompatConfig:
 # The frozen old model
 
 
+# How to make each frozen model that a compat method loads, when its file is missing.
+MISSING_HINT = {
+    "compat.old": "train the old model first (e.g. selfsup pretrain recipes/compat/old.yaml) and pass its "
+    "encoder.pt",
+    "compat.teacher": "BT² distils from an independently trained NEW model: train it first (e.g. selfsup "
+    "compat train --old OLD/encoder.pt recipes/compat/new_independent.yaml) and set compat.teacher to its "
+    "encoder.pt (or compat.lambda1: 0)",
+}
+
+
 def load_frozen(path: str | None, what: str = "compat.old") -> tuple[nn.Module, dict]:
     """Load an exported encoder in eval mode with gradients off; ``info`` as :func:`load_encoder`.
 
@@ -63,8 +73,7 @@ def load_frozen(path: str | None, what: str = "compat.old") -> tuple[nn.Module, 
         )
     if not Path(path).is_file():
         raise CheckpointError(
-            f"{what}: checkpoint '{path}' not found; train the old model first "
-            "(e.g. selfsup pretrain recipes/compat/old.yaml) and pass its encoder.pt"
+            f"{what}: checkpoint '{path}' not found; {MISSING_HINT.get(what, MISSING_HINT['compat.old'])}"
         )
     try:
         model, info = load_encoder(path)
@@ -122,8 +131,8 @@ def training_features(
     :func:`selfsup.data.embed.extract_features`, so the result is deterministic; the BT-2/OCA
     code averages over one pass of its training transform instead.
     """
+    from ..data.catalog import build_source
     from ..data.embed import extract_features
-    from ..data.sources import build_source
 
     src = build_source(recipe.data, "train")
     device = next(encoder.parameters()).device

@@ -4,7 +4,17 @@ Nothing here knows a method, positive generator or compat method; recipes are as
 :mod:`selfsup.recipe`, above the plug-ins.
 """
 
-from .parse import choice, dump_recipe, from_dict, parse_overrides, read_yaml, set_path, to_dict
+from .parse import (
+    choice,
+    diff_trees,
+    dump_recipe,
+    flatten,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+    set_path,
+    to_dict,
+)
 from .schema import (
     AUGMENT_PRESETS,
     AugmentConfig,
@@ -18,6 +28,7 @@ from .schema import (
     Recipe,
     TrainConfig,
     apply_preset,
+    split_batch,
     validate_core,
 )
 
@@ -35,11 +46,14 @@ __all__ = [
     "TrainConfig",
     "apply_preset",
     "choice",
+    "diff_trees",
     "dump_recipe",
+    "flatten",
     "from_dict",
     "parse_overrides",
     "read_yaml",
     "set_path",
+    "split_batch",
     "to_dict",
     "validate_core",
 ]

@@ -44,7 +44,7 @@ class DataConfig:
     path: str | None = None  # root folder of the source (not needed for digits)
     image_size: int = 32
     loader: str = "auto"  # auto | ffcv | torchvision
-    batch_size: int = 64  # per process
+    batch_size: int = 64  # GLOBAL batch, as papers state it: split over processes and grad_accum
     num_workers: int = 0
     views: int = 2
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
@@ -72,9 +72,17 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
+    # Keys that were renamed: the message says what replaced them.
+    RENAMED = {
+        "scale_lr": "optim.lr_scaling: linear | sqrt | none (lr x B / lr_base_batch, "
+        "lr x sqrt(B / lr_base_batch), or lr as given; B = data.batch_size, the global batch) with "
+        "optim.lr_base_batch (default 256); scale_lr: false is lr_scaling: none",
+    }
+
     name: str = "sgd"  # sgd | lars | adamw
-    lr: float = 0.06
-    scale_lr: bool = True  # lr * global_batch / 256
+    lr: float = 0.06  # the paper's base lr, for lr_base_batch images (see lr_scaling)
+    lr_scaling: str = "linear"  # linear: lr*B/base | sqrt: lr*sqrt(B/base) | none; B = global batch
+    lr_base_batch: int = 256  # the batch the base lr is stated for (Goyal et al.: 256)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -94,7 +102,8 @@ class TrainConfig:
     ckpt_every_steps: int = 0  # 0: only at the end of each epoch
     log_every: int = 10
     progress: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the backbone (falls back to eager with a warning if it can't)
+    channels_last: str = "auto"  # auto (on CUDA) | on | off: NHWC weights and inputs
 
 
 @dataclass
@@ -189,29 +198,157 @@ def apply_preset(tree: dict) -> None:
         data["augment"] = {**AUGMENT_PRESETS[preset], **aug}
 
 
-def validate_core(r: Recipe) -> None:
-    """Checks of the core sections; plug-ins check their own sections when they are built."""
-    _choice(r.data.loader, ("auto", "ffcv", "torchvision"), "data.loader")
-    _choice(r.data.augment.preset, ("simclr", "mocov1", "mocov2", "none"), "data.augment.preset")
-    _choice(r.optim.name, ("sgd", "lars", "adamw"), "optim.name")
-    _choice(r.optim.schedule, ("cosine", "constant"), "optim.schedule")
-    _choice(r.train.precision, ("auto", "no", "fp16", "bf16"), "train.precision")
-    _choice(r.model.norm, ("auto", "bn", "syncbn"), "model.norm")
-    for name in r.eval.run:
-        _choice(name, ("linear", "knn", "retrieval", "equivariance"), "eval.run")
-    if r.data.batch_size < 2:
-        raise ConfigError("data.batch_size: must be at least 2 (contrastive methods need pairs)")
-    if r.data.views < 1:
-        raise ConfigError("data.views: must be at least 1")
-    if r.train.epochs < 1:
-        raise ConfigError("train.epochs: must be at least 1")
-    if r.train.grad_accum < 1:
-        raise ConfigError("train.grad_accum: must be at least 1")
-    a = r.data.augment
-    if a.local_views < 0 or a.plain_views < 0:
-        raise ConfigError("data.augment.local_views and plain_views: must be 0 or more")
-    if not 0 < a.plain_crop <= 1:
-        raise ConfigError(f"data.augment.plain_crop: need 0 < plain_crop <= 1, got {a.plain_crop}")
-    lo, hi = r.data.augment.crop_scale
+def split_batch(global_batch: int, world_size: int, grad_accum: int = 1) -> tuple[int, int]:
+    """``(per-process batch, per-process micro-batch)`` of a global ``data.batch_size``.
+
+    The global batch is what one optimizer step sees over all processes; each process holds
+    ``B / world_size`` of it, fed as ``grad_accum`` micro-batches of ``B / (world_size * grad_accum)``.
+    """
+    parts = world_size * grad_accum
+    if global_batch % parts:
+        how = f"{world_size} processes" + (f" x train.grad_accum {grad_accum}" if grad_accum > 1 else "")
+        raise ConfigError(
+            f"data.batch_size={global_batch} is the global batch and must divide evenly over {how} "
+            f"({global_batch} / {parts} is not an integer); use a multiple of {parts}"
+        )
+    return global_batch // world_size, global_batch // parts
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def _at_least(value: float | None, lo: float, key: str, what: str = "") -> None:
+    if value is not None and value < lo:
+        raise ConfigError(f"{key}: must be at least {lo}{what}, got {value}")
+
+
+def _positive(value: float | None, key: str, what: str = "") -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{key}: must be positive{what}, got {value}")
+
+
+def _unit(value: float, key: str, what: str = "a probability") -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key}: must be in [0, 1] ({what}), got {value}")
+
+
+def _length(values: list, n: int, key: str, what: str) -> None:
+    if len(values) != n:
+        raise ConfigError(f"{key}: expected {n} values ({what}), got {len(values)}: {values}")
+
+
+def _scale_range(values: list[float], key: str) -> None:
+    _length(values, 2, key, "min and max area fraction")
+    lo, hi = values
     if not 0 < lo <= hi <= 1:
-        raise ConfigError(f"data.augment.crop_scale: need 0 < min <= max <= 1, got {[lo, hi]}")
+        raise ConfigError(f"{key}: need 0 < min <= max <= 1, got {values}")
+
+
+def _nonempty(value: str, key: str, example: str) -> None:
+    if not str(value).strip():
+        raise ConfigError(f"{key}: must not be empty (e.g. {example})")
+
+
+def validate_core(r: Recipe) -> None:
+    """Checks of every core value (ranges, lengths, choices, emptiness), when the recipe is loaded.
+
+    Plug-ins check their own sections (their config class's ``check(recipe)``, called by
+    :func:`selfsup.recipe.load_recipe`). Each failure is one sentence naming the key.
+    """
+    _nonempty(r.name, "name", "name: cifar10-mocov2")
+    if "/" in r.name or r.name in (".", ".."):
+        raise ConfigError(f"name: '{r.name}' names the run folder runs/<name>; use no '/'")
+    _at_least(r.seed, 0, "seed")
+    d, a = r.data, r.data.augment
+    _nonempty(d.source, "data.source", "data.source: digits")
+    _choice(d.loader, ("auto", "ffcv", "torchvision"), "data.loader")
+    _choice(a.preset, ("simclr", "mocov1", "mocov2", "none"), "data.augment.preset")
+    _at_least(d.image_size, 8, "data.image_size", " pixels")
+    if d.batch_size < 2:
+        raise ConfigError(
+            f"data.batch_size: must be at least 2 (contrastive methods need pairs), got {d.batch_size}"
+        )
+    _at_least(d.num_workers, 0, "data.num_workers")
+    _at_least(d.views, 1, "data.views")
+    _length(d.mean, 3, "data.mean", "one per RGB channel")
+    _length(d.std, 3, "data.std", "one per RGB channel")
+    for i, v in enumerate(d.std):
+        _positive(v, f"data.std[{i}]")
+    if not 0 < d.train_fraction <= 1:
+        raise ConfigError(f"data.train_fraction: must be in (0, 1], got {d.train_fraction}")
+    if d.classes is not None:
+        if not d.classes:
+            raise ConfigError("data.classes: an empty list selects no images; omit it to keep every class")
+        if min(d.classes) < 0:
+            raise ConfigError(f"data.classes: class ids are non-negative, got {d.classes}")
+        if len(set(d.classes)) != len(d.classes):
+            raise ConfigError(f"data.classes: lists a class twice: {d.classes}")
+    _scale_range(a.crop_scale, "data.augment.crop_scale")
+    for key in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        _unit(getattr(a, key), f"data.augment.{key}")
+    _length(a.jitter, 4, "data.augment.jitter", "brightness, contrast, saturation, hue")
+    for i, v in enumerate(a.jitter):
+        _at_least(v, 0, f"data.augment.jitter[{i}]")
+    if a.jitter[3] > 0.5:
+        raise ConfigError(f"data.augment.jitter: hue is at most 0.5, got {a.jitter[3]}")
+    _length(a.blur_sigma, 2, "data.augment.blur_sigma", "min and max sigma")
+    if not 0 < a.blur_sigma[0] <= a.blur_sigma[1]:
+        raise ConfigError(f"data.augment.blur_sigma: need 0 < min <= max, got {a.blur_sigma}")
+    _at_least(a.local_views, 0, "data.augment.local_views")
+    if a.local_views:
+        _at_least(a.local_size, 8, "data.augment.local_size", " pixels")
+        _scale_range(a.local_scale, "data.augment.local_scale")
+    _at_least(a.plain_views, 0, "data.augment.plain_views")
+    if a.plain_views:
+        _at_least(a.plain_size, 8, "data.augment.plain_size", " pixels")
+        if not 0 < a.plain_crop <= 1:
+            raise ConfigError(f"data.augment.plain_crop: need 0 < plain_crop <= 1, got {a.plain_crop}")
+
+    m = r.model
+    _nonempty(m.backbone, "model.backbone", "model.backbone: resnet18")
+    _positive(m.width, "model.width", " (ResNet base channels; 64 is standard, omit it for that)")
+    _choice(m.norm, ("auto", "bn", "syncbn"), "model.norm")
+
+    o = r.optim
+    _choice(o.name, ("sgd", "lars", "adamw"), "optim.name")
+    _positive(o.lr, "optim.lr")
+    _choice(o.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
+    _at_least(o.lr_base_batch, 1, "optim.lr_base_batch")
+    if not 0 <= o.momentum < 1:
+        raise ConfigError(f"optim.momentum: must be in [0, 1), got {o.momentum}")
+    _at_least(o.weight_decay, 0, "optim.weight_decay")
+    _length(o.betas, 2, "optim.betas", "Adam's beta1 and beta2")
+    for i, v in enumerate(o.betas):
+        if not 0 <= v < 1:
+            raise ConfigError(f"optim.betas[{i}]: must be in [0, 1), got {v}")
+    _positive(o.lars_eta, "optim.lars_eta")
+    _choice(o.schedule, ("cosine", "constant"), "optim.schedule")
+    _at_least(o.warmup_epochs, 0, "optim.warmup_epochs")
+    _unit(o.min_lr_ratio, "optim.min_lr_ratio", "a fraction of the peak lr")
+
+    t = r.train
+    _at_least(t.epochs, 1, "train.epochs")
+    _at_least(t.max_steps, 1, "train.max_steps", " (omit it to train every epoch)")
+    _at_least(t.grad_accum, 1, "train.grad_accum")
+    _choice(t.precision, ("auto", "no", "fp16", "bf16"), "train.precision")
+    _choice(t.channels_last, ("auto", "on", "off"), "train.channels_last")
+    _at_least(t.ckpt_every_steps, 0, "train.ckpt_every_steps", " (0: at the end of each epoch)")
+    _at_least(t.log_every, 1, "train.log_every")
+    if o.warmup_epochs > t.epochs:
+        raise ConfigError(f"optim.warmup_epochs={o.warmup_epochs} is longer than train.epochs={t.epochs}")
+
+    e = r.eval
+    for name in e.run:
+        _choice(name, ("linear", "knn", "retrieval", "equivariance"), "eval.run")
+    if len(set(e.run)) != len(e.run):
+        raise ConfigError(f"eval.run: lists an evaluation twice: {e.run}")
+    _at_least(e.batch_size, 1, "eval.batch_size")
+    _at_least(e.linear.epochs, 1, "eval.linear.epochs")
+    _positive(e.linear.lr, "eval.linear.lr")
+    _at_least(e.linear.batch_size, 1, "eval.linear.batch_size")
+    _at_least(e.linear.weight_decay, 0, "eval.linear.weight_decay")
+    if not e.knn.k:
+        raise ConfigError("eval.knn.k: needs at least one k, e.g. [20, 200]")
+    for k in e.knn.k:
+        _at_least(k, 1, "eval.knn.k", " neighbours")
+    _positive(e.knn.temperature, "eval.knn.temperature")

@@ -3,7 +3,9 @@
     {"views": [Tensor(B, 3, H, W) float32, ...],   # data.views global views, then local views
      "label": LongTensor(B), "index": LongTensor(B), ...}   # plus per-sample extras (latents)
 
-``B`` is the per-process batch (``data.batch_size``); sharding is :mod:`selfsup.data.sharding`.
+``B`` is the per-process batch of one step (``data.batch_size`` is the global batch: the trainer
+divides it by the number of processes and the accumulation steps); sharding is
+:mod:`selfsup.data.sharding`.
 """
 
 from __future__ import annotations

@@ -3,14 +3,20 @@
 Implements :class:`selfsup.data.base.TrainLoader` with the same batches as the torchvision
 loader: ``{"views": [B x 3 x H x W float32] * (views + local_views + plain_views), "label", "index"}``.
 
-Each view is its own FFCV pipeline over the one stored ``image`` field (the image is decoded once
-per view): FFCV's random-resized-crop decoder (jitted), then the ops of :mod:`selfsup.data.ffcv_ops`
-(flip, colour jitter, grayscale, blur, solarize, normalisation to float32 CHW), then ``ToTensor``.
-Those ops run precompiled, cached numba kernels from non-jitted FFCV stages, and nothing jitted
-follows them, so FFCV's graph builder cannot hit issue #396 (a jitted op after a non-jitted one
-hangs it), and only the decoders are compiled when a run starts. The channel transpose that
-``ToTorchImage`` would do is folded into the normalising op, so FFCV's thread, not the training
-loop, does all the per-pixel work; batches are copied out of FFCV's reused buffers.
+Pipeline (``pipeline="decode-once"``, the default): the stored ``image`` field goes through
+:class:`~selfsup.data.ffcv_ops.decode_once.DecodeOnce` (each JPEG decoded once per sample) and
+:class:`~selfsup.data.ffcv_ops.decode_once.MultiViewAugment`, which cuts every global and local
+view from the decoded image and runs the torchvision loader's ops on it (crop, flip, colour
+jitter, grayscale, blur, solarize, normalisation to float32 CHW; :mod:`selfsup.data.ffcv_ops`).
+Each view's random draws come from a generator seeded by ``(seed, epoch, position, view)``
+(:func:`selfsup.data.augment.view_seed`, the torchvision loader's key), so two runs with one seed
+yield identical batches whatever ``data.num_workers`` is, and ``--resume`` continues exactly. The
+views are handed out without a copy, from buffers that are reused only once released.
+
+``pipeline="per-view"`` is the previous pipeline, kept so that ``selfsup bench loader`` measures
+both in one run: one FFCV pipeline per view (FFCV's crop decoder, so the image is decoded once per
+view), the per-op FFCV operations of :mod:`selfsup.data.ffcv_ops`, numba's unseeded per-thread
+generator (not reproducible), batches copied out of FFCV's reused buffers.
 
 Sharding is index-based, not FFCV's ``distributed=True``: each epoch uses the torchvision loader's
 permutation (:func:`selfsup.data.sharding.epoch_permutation` of ``(seed, epoch)``), global batch
@@ -25,8 +31,9 @@ permutation (:func:`selfsup.data.sharding.epoch_permutation` of ``(seed, epoch)`
 - exact mid-epoch resume: ``set_epoch(e, skip_batches=k)`` drops the first ``k`` batches from the
   order instead of decoding and discarding them.
 
-FFCV's crop and flip, and the ops in :mod:`selfsup.data.ffcv_ops`, draw from numba's per-thread
-generator: the sample order is reproducible, the augmentations are not.
+Non-jitted stages (the ``ffcv_ops`` operations) run precompiled, cached numba kernels and nothing
+jitted follows them, so FFCV's graph builder cannot hit issue #396 (a jitted op after a
+non-jitted one hangs it), and only the decoders are compiled when a run starts.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import queue
+import sys
 import time
 from collections.abc import Iterator, Sequence
 
@@ -42,7 +50,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import TrainLoader
-from .sharding import shard_positions
+from .sharding import per_process_batch, shard_positions
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,6 +144,58 @@ def view_sizes(data_cfg) -> list[tuple[int, tuple[float, float]]]:
     return out
 
 
+def plain_size(data_cfg) -> int:
+    """Side of the plain views (``data.augment.plain_size``, by default ``data.image_size``)."""
+    return int(data_cfg.augment.plain_size or data_cfg.image_size)
+
+
+def view_specs(data_cfg) -> list:
+    """Every view's :class:`~selfsup.data.ffcv_ops.multiview.ViewAug` (the decode-once pipeline):
+    the global and local views, then the plain views (centre crop and flip only)."""
+    from .augment import blur_kernel
+    from .ffcv_ops.multiview import ViewAug
+
+    aug = data_cfg.augment
+    return [
+        ViewAug(
+            size=int(size),
+            scale=(float(scale[0]), float(scale[1])),
+            flip_p=float(aug.flip_p),
+            jitter_p=float(aug.jitter_p),
+            jitter=tuple(float(j) for j in aug.jitter),
+            grayscale_p=float(aug.grayscale_p),
+            blur_p=float(aug.blur_p),
+            blur_kernel=blur_kernel(int(size)),
+            blur_sigma=(float(aug.blur_sigma[0]), float(aug.blur_sigma[1])),
+            solarize_p=float(aug.solarize_p),
+        )
+        for size, scale in view_sizes(data_cfg)
+    ] + [
+        ViewAug(size=plain_size(data_cfg), flip_p=float(aug.flip_p), centre=float(aug.plain_crop))
+        for _ in range(aug.plain_views)
+    ]
+
+
+PIPELINES = ("decode-once", "per-view")
+
+
+def _warn_small_images(beton, path: str, sizes: Sequence[int]) -> None:
+    """A clear warning (not an error) when crops must be enlarged beyond the stored images."""
+    stats = beton.info.get("sizes", {})
+    min_hw = stats.get("min_hw")
+    if not min_hw:
+        return
+    need = max(sizes)
+    side = min(int(v) for v in min_hw)
+    if side < need:
+        print(
+            f"warning: '{path}' holds images as small as {min_hw[0]}x{min_hw[1]} px but the largest view is "
+            f"{need} px: those crops are enlarged (blurry views); write the .beton from larger images "
+            f"(selfsup data write --max-side >= {need}) or lower data.image_size",
+            file=sys.stderr,
+        )
+
+
 class FFCVTrainLoader(TrainLoader):
     """The FFCV implementation of :class:`~selfsup.data.base.TrainLoader` (see module docstring).
 
@@ -143,17 +203,27 @@ class FFCVTrainLoader(TrainLoader):
         recipe: the run's :class:`~selfsup.config.Recipe` (``data`` and ``seed`` are used).
         rank, world_size: this process's shard.
         path: a ``.beton`` to read instead of the recipe's (cached) conversion; its rows must be
-            the training set in source order (as :func:`~selfsup.data.beton.ensure_beton` writes).
+            the training set in source order (as :func:`~selfsup.data.beton_cache.ensure_beton` writes).
         batches_ahead: FFCV's prefetch depth.
+        pipeline: ``"decode-once"`` (default) or ``"per-view"`` (the previous pipeline, for
+            benchmarks; its augmentations are not seeded).
 
     ``data.num_workers`` is the number of numba threads decoding and augmenting (at least 1; they
-    run beside the training loop, in FFCV's loader thread).
+    run beside the training loop, in FFCV's loader thread). ``batch_size`` is this process's batch
+    per step (the trainer's micro-batch); by default ``data.batch_size / world_size``.
     """
 
     name = "ffcv"
 
     def __init__(
-        self, recipe, rank: int = 0, world_size: int = 1, path: str | None = None, batches_ahead: int = 2
+        self,
+        recipe,
+        rank: int = 0,
+        world_size: int = 1,
+        path: str | None = None,
+        batches_ahead: int = 2,
+        batch_size: int | None = None,
+        pipeline: str = "decode-once",
     ) -> None:
         if not ffcv_available():
             raise ConfigError(
@@ -166,10 +236,16 @@ class FFCVTrainLoader(TrainLoader):
         from ffcv.pipeline import PipelineSpec
         from ffcv.transforms import ToTensor
 
-        from .beton import BetonSource, ensure_beton
-        from .sources import Subset, build_source
+        from .beton import BetonSource, RowChecker
+        from .beton_cache import ensure_beton
+        from .catalog import build_source
+        from .sources import Subset
 
         data = recipe.data
+        batch_size = batch_size or per_process_batch(data.batch_size, world_size)
+        if pipeline not in PIPELINES:
+            raise ConfigError(f"unknown FFCV pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
+        self.pipeline = pipeline
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}")
         # Rows of the file that make up the training set, position by position.
@@ -189,30 +265,47 @@ class FFCVTrainLoader(TrainLoader):
         if beton.info["fields"].get("image", {}).get("type") != "rgb":
             raise DataError(f"'{self.path}' has no RGB 'image' field; write it with `selfsup data write`")
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.batch_size, self.rank, self.world_size = data.batch_size, rank, world_size
+        # Corrupt records: checked against the row checksums outside the decoding pipeline
+        # (FFCV decodes damaged bytes without a word); see selfsup.data.beton.verify.
+        self._checker = RowChecker(self.path, beton.info)
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         n = len(self.rows)
-        if n < data.batch_size * world_size:
+        if n < batch_size * world_size:
             raise ConfigError(
                 f"the training set has {n} images, fewer than one global batch "
-                f"({data.batch_size} x {world_size} processes); lower data.batch_size"
+                f"({batch_size * world_size}); lower data.batch_size"
             )
         self.epoch, self.skip = 0, 0
-        self.order = _shard_order_class()(self.rows, data.batch_size, rank, world_size, recipe.seed)
+        self.order = _shard_order_class()(self.rows, batch_size, rank, world_size, recipe.seed)
 
+        sizes = [size for size, _ in view_sizes(data)] + [plain_size(data)] * data.augment.plain_views
+        _warn_small_images(beton, self.path, sizes)
         self.view_names: list[str] = []
+        self.multiview = None
         pipelines: dict = {}
-        for v, (size, scale) in enumerate(view_sizes(data)):
-            name = "image" if v == 0 else f"image_{v}"
-            spec = _view_pipeline(data.augment, size, scale, data.mean, data.std)
-            pipelines[name] = spec if v == 0 else PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
-            self.view_names.append(name)
-        for _ in range(data.augment.plain_views):  # after the global and local views
-            name = f"image_{len(self.view_names)}"
-            spec = _plain_pipeline(
-                data.augment, data.augment.plain_size or data.image_size, data.mean, data.std
-            )
-            pipelines[name] = PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
-            self.view_names.append(name)
+        if pipeline == "decode-once":
+            from .ffcv_ops.decode_once import DecodeOnce, MultiViewAugment
+
+            positions = np.full(len(beton), -1, np.int64)
+            positions[self.rows] = np.arange(n)
+            self.multiview = MultiViewAugment(view_specs(data), data.mean, data.std, positions, recipe.seed)
+            # decoder= explicitly: FFCV only recognises its own decoder class at the head of a list
+            pipelines["image"] = PipelineSpec("image", decoder=DecodeOnce(), transforms=[self.multiview])
+            self.view_names = ["image"]
+        else:
+            for v, (size, scale) in enumerate(view_sizes(data)):
+                name = "image" if v == 0 else f"image_{v}"
+                spec = _view_pipeline(data.augment, size, scale, data.mean, data.std)
+                pipelines[name] = (
+                    spec if v == 0 else PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
+                )
+                self.view_names.append(name)
+            for _ in range(data.augment.plain_views):  # after the global and local views
+                name = f"image_{len(self.view_names)}"
+                spec = _plain_pipeline(data.augment, plain_size(data), data.mean, data.std)
+                pipelines[name] = PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
+                self.view_names.append(name)
+        self.view_shapes = [(3, s, s) for s in sizes]
         pipelines["label"] = [IntDecoder(), ToTensor()]
         pipelines["index"] = [IntDecoder(), ToTensor()]
         # Per-sample extras (3DIEBench latents, object and view ids) ride along under their names.
@@ -226,7 +319,7 @@ class FFCVTrainLoader(TrainLoader):
         try:
             self.loader = Loader(
                 self.path,
-                batch_size=data.batch_size,
+                batch_size=batch_size,
                 num_workers=max(1, int(data.num_workers)),
                 os_cache=True,
                 order=self.order,
@@ -258,11 +351,22 @@ class FFCVTrainLoader(TrainLoader):
 
     def _to_batch(self, out: dict, positions: np.ndarray) -> dict:
         # FFCV reuses its output buffers (a ring of batches_ahead + 2): copy what we hand out.
+        self._checker.check_rows(self.rows[positions])
         stored = out["index"].reshape(-1).numpy()
         if not np.array_equal(stored, self._stored_index[self.rows[positions]]):
             raise RuntimeError("FFCV returned samples out of order (stored index mismatch); this is a bug")
+        if self.multiview is not None:  # one flat array, view-major, from a pool: no copy needed
+            flat = torch.from_numpy(out["image"])
+            b = len(positions)
+            views, start = [], 0
+            for shape in self.view_shapes:
+                n = b * shape[0] * shape[1] * shape[2]
+                views.append(flat[start : start + n].view(b, *shape))
+                start += n
+        else:
+            views = [out[name].clone() for name in self.view_names]
         batch = {
-            "views": [out[name].clone() for name in self.view_names],
+            "views": views,
             "label": out["label"].reshape(-1).to(torch.long, copy=True),
             "index": torch.from_numpy(positions.astype(np.int64)),
         }
@@ -276,6 +380,8 @@ class FFCVTrainLoader(TrainLoader):
         positions = self.batch_positions(epoch, skip)
         self.order.skip_batches = skip
         self.loader.next_epoch = epoch
+        if self.multiview is not None:  # the views' seeds key on the epoch
+            self.multiview.epoch = epoch
         threads = torch.get_num_threads()
         it = iter(self.loader)
         done = False

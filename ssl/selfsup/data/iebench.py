@@ -14,8 +14,8 @@ Three views of the data:
 - :class:`IEBenchIndex`: the objects of one split and access to their files;
 - :class:`IEBenchSource`: a :class:`~selfsup.data.sources.Source` of ``(image, label)`` for
   classification (one fixed view per object, a random one, a given one, or every view);
-- :class:`IEBenchPairs`: two distinct views of one object with their relative rotation
-  quaternion and colour deltas, SIE's training pairs.
+- :class:`~selfsup.data.iebench_pairs.IEBenchPairs` (its own module): two distinct views of one
+  object with their relative rotation quaternion and colour deltas, SIE's training pairs.
 
 Rotation convention (SIE, copied exactly): ``R_k = Rotation.from_euler("xyz", latent_k[:3])``
 (lower-case = extrinsic) and the pair target is the scipy scalar-last quaternion of
@@ -41,9 +41,6 @@ DOWNLOAD_HINT = (
     "download 3DIEBench.tar.gz (about 17 GB, CC-BY-NC) from https://dl.fbaipublicfiles.com/SIE/, "
     "extract it and set data.path to the extracted 3DIEBench folder (see datasets/3diebench.md)"
 )
-DEFAULT_RENDER3D_ROOT = "datasets/render3d"
-# The dataset `make demo` uses when data.path is unset: renders in about 10-20 s on 2 cores.
-DEFAULT_RENDER3D = {"num_classes": 10, "objects_per_class": 20, "views_per_object": 10, "size": 64, "seed": 0}
 
 
 def object_split(
@@ -93,7 +90,7 @@ def color_delta(latent1: np.ndarray, latent2: np.ndarray) -> np.ndarray:
     return np.stack([l2[..., 3] - l1[..., 3], l2[..., 6] - l1[..., 6]], axis=-1)
 
 
-def _norm_split(split: str) -> str:
+def norm_split(split: str) -> str:
     if split == "train":
         return "train"
     if split in ("val", "test"):
@@ -126,7 +123,7 @@ class IEBenchIndex:
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         self.root = Path(root)
-        self.split = _norm_split(split)
+        self.split = norm_split(split)
         if not self.root.is_dir():
             raise DataError(
                 f"3DIEBench-layout folder '{self.root}' not found; render one with "
@@ -269,7 +266,7 @@ class IEBenchIndex:
         return lat[:NUM_LATENTS].astype(np.float64)
 
 
-def _check_size(image_size: int | None) -> int | None:
+def check_size(image_size: int | None) -> int | None:
     if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < 1):
         raise DataError(f"image_size must be a positive integer or None, got {image_size!r}")
     return None if image_size is None else int(image_size)
@@ -301,7 +298,7 @@ class IEBenchSource(Source):
         seed: int = 0,
     ) -> None:
         self.index = IEBenchIndex(root, split)
-        self.image_size = _check_size(image_size)
+        self.image_size = check_size(image_size)
         nv = self.index.num_views
         if isinstance(view, (int, np.integer)) and not isinstance(view, bool):
             if not 0 <= view < nv:
@@ -345,101 +342,3 @@ class IEBenchSource(Source):
         if self.view == "all":
             return np.repeat(self.index.labels, self.index.num_views)
         return self.index.labels.copy()
-
-
-class IEBenchPairs:
-    """SIE training pairs: item ``i`` is object ``i`` seen in two distinct views.
-
-    The views are drawn without replacement from ``rng`` (a ``np.random.Generator``, or a seed).
-    Each item is a dict:
-
-    - ``img1``, ``img2``: HWC uint8 RGB (resized to ``image_size`` if given);
-    - ``latent1``, ``latent2``: the (7,) float64 latents;
-    - ``quat``: (4,) scalar-last quaternion of R1^-1 R2 (:func:`relative_quaternion`, not
-      sign-canonicalised);
-    - ``color_delta``: (2,) raw [floor_hue2 - floor_hue1, spot_hue2 - spot_hue1];
-    - ``label``, ``index`` (object index in the split), ``views`` ((2,) int64 view ids).
-
-    With a multi-worker DataLoader, give each worker its own generator (``worker_init_fn``) or
-    call :meth:`draw` with one; a copied generator would repeat the same draws in every worker.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        image_size: int | None = None,
-        rng: np.random.Generator | int | None = None,
-    ) -> None:
-        self.index = IEBenchIndex(root, split)
-        if self.index.num_views < 2:
-            raise DataError(f"'{root}' has {self.index.num_views} view per object; pairs need at least 2")
-        self.image_size = _check_size(image_size)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.num_classes = self.index.num_classes
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.index.labels.copy()
-
-    def __getitem__(self, i: int) -> dict:
-        return self.draw(i, self.rng)
-
-    def draw(self, i: int, rng: np.random.Generator) -> dict:
-        """Object ``i`` in two distinct views drawn with ``rng``."""
-        v1, v2 = rng.choice(self.index.num_views, size=2, replace=False)
-        return self.pair(i, int(v1), int(v2))
-
-    def pair(self, i: int, v1: int, v2: int) -> dict:
-        """Object ``i`` in views ``v1`` and ``v2``."""
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        lat1, lat2 = self.index.load_latent(i, v1), self.index.load_latent(i, v2)
-        return {
-            "img1": self.index.load_image(i, v1, self.image_size),
-            "img2": self.index.load_image(i, v2, self.image_size),
-            "latent1": lat1,
-            "latent2": lat2,
-            "quat": relative_quaternion(lat1, lat2),
-            "color_delta": color_delta(lat1, lat2),
-            "label": int(self.index.labels[i]),
-            "index": int(i),
-            "views": np.array([v1, v2], dtype=np.int64),
-        }
-
-
-def build_source(cfg, split: str = "train") -> Source:
-    """The ``render3d`` and ``3diebench`` sources for :func:`selfsup.data.sources.build_source`.
-
-    ``cfg`` is a :class:`~selfsup.config.DataConfig`. The train split shows every view of every
-    training object (``view="all"``: pretraining and probe training see all renders); val and test
-    show one fixed view per object (``view="fixed"``), so evaluation is deterministic. Images are
-    resized to ``cfg.image_size``.
-
-    For ``render3d`` with ``data.path`` unset, the default dataset (:data:`DEFAULT_RENDER3D`) is
-    rendered into ``datasets/render3d`` (relative to the working directory) on first use.
-    """
-    split = _norm_split(split)
-    view = "all" if split == "train" else "fixed"
-    if cfg.source == "3diebench":
-        if not cfg.path:
-            raise DataError(f"data.path is required for data.source=3diebench: {DOWNLOAD_HINT}")
-        if not Path(cfg.path).is_dir():
-            raise DataError(f"3DIEBench not found at data.path='{cfg.path}': {DOWNLOAD_HINT}")
-        return IEBenchSource(cfg.path, split, image_size=cfg.image_size, view=view)
-    if cfg.path:
-        if not Path(cfg.path).is_dir():
-            raise DataError(
-                f"render3d dataset not found at data.path='{cfg.path}'; render it with "
-                f"`selfsup data render3d --out {cfg.path}`, or unset data.path to use the default dataset"
-            )
-        return IEBenchSource(cfg.path, split, image_size=cfg.image_size, view=view)
-    from .render3d import render_dataset
-
-    root = Path(DEFAULT_RENDER3D_ROOT)
-    # A no-op when the folder already holds the default dataset; raises if it holds another one.
-    render_dataset(root, workers=min(2, os.cpu_count() or 1), progress=True, **DEFAULT_RENDER3D)
-    return IEBenchSource(root, split, image_size=cfg.image_size, view=view)

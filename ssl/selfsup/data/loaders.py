@@ -22,8 +22,14 @@ def ffcv_available() -> bool:
     return _avail()
 
 
-def build_train_loader(recipe, rank: int = 0, world_size: int = 1) -> TrainLoader:
-    """The recipe's training loader: ``data.loader`` = auto (FFCV when installed) | ffcv | torchvision."""
+def build_train_loader(
+    recipe, rank: int = 0, world_size: int = 1, batch_size: int | None = None
+) -> TrainLoader:
+    """The recipe's training loader: ``data.loader`` = auto (FFCV when installed) | ffcv | torchvision.
+
+    ``batch_size`` is this process's batch per loader step (the trainer's micro-batch,
+    ``data.batch_size / (world_size * grad_accum)``); by default ``data.batch_size / world_size``.
+    """
     choice = recipe.data.loader
     if choice == "ffcv" or (choice == "auto" and ffcv_available()):
         if not ffcv_available():
@@ -33,5 +39,5 @@ def build_train_loader(recipe, rank: int = 0, world_size: int = 1) -> TrainLoade
             )
         from .ffcv_loader import FFCVTrainLoader
 
-        return FFCVTrainLoader(recipe, rank, world_size)
-    return TorchvisionTrainLoader(recipe, rank, world_size)
+        return FFCVTrainLoader(recipe, rank, world_size, batch_size=batch_size)
+    return TorchvisionTrainLoader(recipe, rank, world_size, batch_size=batch_size)

@@ -1,6 +1,8 @@
 """How an epoch is split across processes, shared by the torchvision and FFCV loaders.
 
-Each epoch draws one permutation of the training set from ``(seed, epoch)``; global batch ``g`` is
+Each epoch draws one permutation of the training set from ``(seed, epoch)``; with ``B`` the
+per-process batch of one loader step (the trainer's micro-batch: ``data.batch_size``, the global
+batch, over ``W`` processes and the accumulation steps), loader step ``g`` is
 ``perm[g*B*W:(g+1)*B*W]`` and rank ``r`` takes its ``r``-th slice of ``B``. So one process with
 batch ``B*W`` sees exactly the concatenation of what ``W`` processes see, which makes distributed
 runs comparable to single-process ones (the 2-process equivalence tests rely on it), and a
@@ -12,6 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+
+
+def per_process_batch(global_batch: int, world_size: int) -> int:
+    """``data.batch_size`` (the global batch) over ``world_size`` processes; refuses a remainder."""
+    if global_batch % world_size:
+        raise ConfigError(
+            f"data.batch_size={global_batch} is the global batch and must divide evenly over "
+            f"{world_size} processes; use a multiple of {world_size}"
+        )
+    return global_batch // world_size
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -30,7 +42,7 @@ class ShardedBatchSampler:
         if n < self.global_batch:
             raise ConfigError(
                 f"the training set has {n} images, fewer than one global batch "
-                f"({batch_size} x {world_size} processes); lower data.batch_size"
+                f"({batch_size * world_size}); lower data.batch_size"
             )
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:

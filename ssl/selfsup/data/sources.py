@@ -7,8 +7,6 @@ obtain it.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -197,51 +195,3 @@ class Subset(Source):
     @property
     def labels(self) -> np.ndarray:
         return self.base.labels[self.indices]
-
-
-# name -> factory(cfg, split) ; modules outside this file are imported lazily ("module:attr").
-SOURCES: dict[str, Callable | str] = {
-    "digits": lambda cfg, split: DigitsSource(split, cfg.image_size),
-    "imagefolder": lambda cfg, split: ImageFolderSource(_need_path(cfg), split),
-    "cifar10": lambda cfg, split: CIFARSource(cfg.path, split, 10),
-    "cifar100": lambda cfg, split: CIFARSource(cfg.path, split, 100),
-    "render3d": "selfsup.data.iebench:build_source",
-    "3diebench": "selfsup.data.iebench:build_source",
-    "beton": "selfsup.data.beton:build_source",
-}
-
-
-def _need_path(cfg) -> str:
-    if not cfg.path:
-        raise DataError(f"data.path is required for data.source={cfg.source}")
-    return cfg.path
-
-
-def build_source(cfg, split: str = "train") -> Source:
-    """Build the source named by ``cfg.source`` (a :class:`~selfsup.config.DataConfig`)."""
-    if cfg.source not in SOURCES:
-        import difflib
-
-        m = difflib.get_close_matches(cfg.source, list(SOURCES), n=1)
-        hint = f"; did you mean '{m[0]}'?" if m else f"; choose one of {', '.join(SOURCES)}"
-        raise DataError(f"data.source: unknown source '{cfg.source}'{hint}")
-    factory = SOURCES[cfg.source]
-    if isinstance(factory, str):
-        mod, attr = factory.split(":")
-        factory = getattr(importlib.import_module(mod), attr)
-    src = factory(cfg, split)
-    return _filter(src, cfg, split)
-
-
-def _filter(src: Source, cfg, split: str) -> Source:
-    keep = np.arange(len(src))
-    if cfg.classes is not None:
-        keep = keep[np.isin(src.labels, np.asarray(cfg.classes))]
-        if len(keep) == 0:
-            raise DataError(f"data.classes={cfg.classes} selects no images of '{cfg.source}'")
-    if split == "train" and cfg.train_fraction < 1.0:
-        rng = np.random.default_rng(0)
-        keep = np.sort(rng.permutation(keep)[: max(1, int(round(len(keep) * cfg.train_fraction)))])
-    if len(keep) == len(src):
-        return src
-    return Subset(src, keep)

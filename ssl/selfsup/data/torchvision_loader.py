@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import UserError
 from .augment import MultiView, eval_transform
 from .base import TrainLoader
-from .sharding import ShardedBatchSampler
-from .sources import Source, build_source
+from .catalog import build_source
+from .sharding import ShardedBatchSampler, per_process_batch
+from .sources import Source
 
 
 class MultiViewDataset(Dataset):
@@ -48,11 +49,17 @@ class TorchvisionTrainLoader(TrainLoader):
 
     name = "torchvision"
 
-    def __init__(self, recipe, rank: int = 0, world_size: int = 1, source: Source | None = None) -> None:
+    def __init__(
+        self,
+        recipe,
+        rank: int = 0,
+        world_size: int = 1,
+        source: Source | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.source = source if source is not None else build_source(recipe.data, "train")
-        self.sampler = ShardedBatchSampler(
-            len(self.source), recipe.data.batch_size, rank, world_size, recipe.seed
-        )
+        batch_size = batch_size or per_process_batch(recipe.data.batch_size, world_size)
+        self.sampler = ShardedBatchSampler(len(self.source), batch_size, rank, world_size, recipe.seed)
         self.dataset = MultiViewDataset(self.source, recipe.data, recipe.seed)
         workers = recipe.data.num_workers
         self.loader = DataLoader(

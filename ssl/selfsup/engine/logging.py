@@ -46,3 +46,22 @@ class RunLogger:
         if self.enabled:
             self.flush()
             self.tb.close()
+
+
+def log_scalars(run_dir: str | Path, scalars: dict, step: int, prefix: str = "") -> None:
+    """Append numeric ``scalars`` (evaluation metrics) to the run's TensorBoard events at ``step``."""
+    values = {
+        f"{prefix}{k}": float(v)
+        for k, v in scalars.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    if not values:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(Path(run_dir) / "tb"))
+    try:
+        for k, v in values.items():
+            tb.add_scalar(k, v, step)
+    finally:
+        tb.close()

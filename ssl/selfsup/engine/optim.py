@@ -61,8 +61,28 @@ def build_optimizer(groups: list[dict], cfg, lr: float) -> torch.optim.Optimizer
 
 
 def peak_lr(cfg, global_batch: int) -> float:
-    """The recipe's lr, linearly scaled by global batch / 256 when ``scale_lr`` (Goyal et al.)."""
-    return cfg.lr * global_batch / 256 if cfg.scale_lr else cfg.lr
+    """The lr the run uses for global batch ``B``, by the paper's rule (``optim.lr_scaling``).
+
+    ``linear``: lr x B / lr_base_batch (Goyal et al. 2017; MoCo, SimSiam); ``sqrt``:
+    lr x sqrt(B / lr_base_batch) (SimCLR's LARS rule 0.075 x sqrt(B) is lr 0.075, base batch 1);
+    ``none``: lr as given.
+    """
+    if cfg.lr_scaling == "linear":
+        return cfg.lr * global_batch / cfg.lr_base_batch
+    if cfg.lr_scaling == "sqrt":
+        return cfg.lr * math.sqrt(global_batch / cfg.lr_base_batch)
+    if cfg.lr_scaling == "none":
+        return cfg.lr
+    raise ConfigError(f"optim.lr_scaling: unknown rule '{cfg.lr_scaling}'")
+
+
+def lr_rule(cfg, global_batch: int) -> str:
+    """The lr rule in words, e.g. ``0.03 x 512 / 256 (linear)``: for the run header and report."""
+    if cfg.lr_scaling == "linear":
+        return f"{cfg.lr:g} x {global_batch} / {cfg.lr_base_batch} (linear)"
+    if cfg.lr_scaling == "sqrt":
+        return f"{cfg.lr:g} x sqrt({global_batch} / {cfg.lr_base_batch}) (sqrt)"
+    return f"{cfg.lr:g} as given (no scaling)"
 
 
 class WarmupCosine:

@@ -3,6 +3,10 @@
 It builds the loader, the method, the optimizer and the schedule, runs the steps with optional
 gradient accumulation and autocast, logs to TensorBoard, checkpoints atomically, resumes exactly,
 and stops cleanly on a non-finite loss (keeping the last good checkpoint).
+
+``data.batch_size`` is the global batch, as papers state it: each of the W processes holds
+B / W, fed as ``train.grad_accum`` micro-batches; the lr follows the paper's rule for B
+(``optim.lr_scaling``). So the same recipe means the same experiment on 1 or N processes.
 """
 
 from __future__ import annotations
@@ -10,20 +14,24 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from ..config import Recipe, dump_recipe, to_dict
+from ..config import Recipe, dump_recipe, split_batch, to_dict
 from ..errors import CheckpointError, UserError
 from ..models.export import export_encoder
 from ..utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint
 from ..utils.dist import convert_sync_bn
-from ..utils.io import atomic_write_text, write_metrics
+from ..utils.io import atomic_write_text, check_folder, write_metrics
 from .checkpoint import rng_state, set_rng_state
 from .logging import RunLogger
-from .optim import WarmupCosine, build_optimizer, peak_lr
+from .optim import WarmupCosine, build_optimizer, lr_rule, peak_lr
+from .runinfo import check_resume_recipe, run_facts, run_header
+from .speed import apply as apply_speed_options
+from .speed import first_step
 
 
 def make_accelerator(recipe: Recipe):
@@ -40,6 +48,14 @@ def make_accelerator(recipe: Recipe):
     return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp])
 
 
+def _prepare(acc, model, opt):
+    # torch deprecates broadcast_buffers for forward_sync_buffers, whose False still syncs at init
+    # and which accelerate cannot pass yet: the warning would be printed by every process.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return acc.prepare(model, opt)
+
+
 def _norm_mode(recipe: Recipe, method_cls) -> str:
     mode = recipe.model.norm
     return method_cls.paper_norm if mode == "auto" else mode
@@ -54,6 +70,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_ckpt = self.ckpt_dir / "last.pt"
+        check_folder(self.run_dir, "--out")
+        self._fresh_dir = not self.run_dir.exists()  # removed again if the run fails before step 1
         if resume and not self.last_ckpt.exists():
             raise CheckpointError(
                 f"--resume: nothing to resume in '{self.run_dir}' (no checkpoints/last.pt); drop --resume to start"
@@ -62,13 +80,22 @@ class Trainer:
             raise UserError(
                 f"'{self.run_dir}' already holds a run; pass --resume to continue it or --out to start elsewhere"
             )
+        resume_state = None
+        if resume:  # read once, checked before anything is built
+            resume_state = read_checkpoint(self.last_ckpt)
+            if "model" not in resume_state:
+                raise CheckpointError(f"'{self.last_ckpt}' is an exported encoder, not a training checkpoint")
+            check_resume_recipe(resume_state.get("recipe"), recipe, str(self.last_ckpt))
         self.acc = make_accelerator(recipe)
         from accelerate.utils import set_seed
 
         set_seed(recipe.seed)
         self.is_main = self.acc.is_main_process
         self.world = self.acc.num_processes
-        self.loader = build_train_loader(recipe, self.acc.process_index, self.world)
+        accum = recipe.train.grad_accum
+        self.per_process_batch, self.micro_batch = split_batch(recipe.data.batch_size, self.world, accum)
+        # The model first: its checks (and a compat method's frozen models) fail before the loader
+        # converts a dataset to a cached .beton.
         method_cls = METHODS[recipe.method.name]
         model = method_cls(recipe)
         from ..positives.attach import attach_positives
@@ -77,38 +104,61 @@ class Trainer:
         from ..compat.attach import attach_compat
 
         attach_compat(model, recipe)
+        self.loader = build_train_loader(recipe, self.acc.process_index, self.world, self.micro_batch)
         if self.world > 1 and _norm_mode(recipe, method_cls) == "syncbn":
             local = {id(m) for m in model.local_norm_modules()}
             for name, child in list(model.named_children()):
                 if id(child) not in local:
                     setattr(model, name, convert_sync_bn(child))
-        self.global_batch = recipe.data.batch_size * self.world * recipe.train.grad_accum
+        self.global_batch = recipe.data.batch_size
         lr = peak_lr(recipe.optim, self.global_batch)
         opt = build_optimizer(
             model.param_groups(recipe.optim.weight_decay, recipe.optim.exclude_bias_norm), recipe.optim, lr
         )
-        self.steps_per_epoch = len(self.loader) // recipe.train.grad_accum
+        self.steps_per_epoch = len(self.loader) // accum
         if self.steps_per_epoch < 1:
             raise UserError(
                 "fewer batches per epoch than train.grad_accum; lower grad_accum or data.batch_size"
             )
         self.total_steps = self.steps_per_epoch * recipe.train.epochs
-        model.total_steps = self.total_steps
+        # The schedule is planned over the steps that will run: max_steps cuts the plan, not the
+        # cosine halfway through.
+        self.planned_steps = min(self.total_steps, recipe.train.max_steps or self.total_steps)
+        model.total_steps = self.planned_steps
         self.sched = WarmupCosine(
             opt,
-            self.total_steps,
+            self.planned_steps,
             int(recipe.optim.warmup_epochs * self.steps_per_epoch),
             recipe.optim.schedule,
             recipe.optim.min_lr_ratio,
         )
-        self.model, self.opt = self.acc.prepare(model, opt)
+        # channels_last on CUDA, opt-in torch.compile (engine/speed.py); before prepare (DDP)
+        self.speed = apply_speed_options(model, recipe, self.acc.device)
+        self.model, self.opt = _prepare(self.acc, model, opt)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        describe = getattr(self.method, "describe", None)
+        self.facts = run_facts(
+            recipe,
+            world_size=self.world,
+            per_process_batch=self.per_process_batch,
+            micro_batch=self.micro_batch,
+            lr=lr,
+            lr_rule=lr_rule(recipe.optim, self.global_batch),
+            precision={"no": "fp32"}.get(self.acc.mixed_precision, self.acc.mixed_precision),
+            device=str(self.acc.device),
+            loader=getattr(self.loader, "name", type(self.loader).__name__),
+            steps_per_epoch=self.steps_per_epoch,
+            planned_steps=self.planned_steps,
+            method_facts=describe() if describe is not None else None,
+        )
         self.logger = RunLogger(self.run_dir, enabled=self.is_main)
         if resume:
-            self._load(self.last_ckpt)
-        elif self.is_main:
+            self._load(resume_state, self.last_ckpt)
+        if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # The effective recipe (on resume: with the allowed changes, e.g. more epochs).
             atomic_write_text(self.run_dir / "config.yaml", dump_recipe(recipe))
+            print(run_header(recipe, str(self.run_dir), self.facts, self.global_step or None), flush=True)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -138,10 +188,7 @@ class Trainer:
             self.logger.flush()
         self.acc.wait_for_everyone()
 
-    def _load(self, path: Path) -> None:
-        ckpt = read_checkpoint(path)
-        if "model" not in ckpt:
-            raise CheckpointError(f"'{path}' is an exported encoder, not a training checkpoint")
+    def _load(self, ckpt: dict, path: Path) -> None:
         if ckpt.get("recipe", {}).get("method", {}).get("name") != self.recipe.method.name:
             raise CheckpointError(
                 f"'{path}' was trained with method '{ckpt.get('recipe', {}).get('method', {}).get('name')}', "
@@ -161,12 +208,15 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------------
     def _to_device(self, batch: dict) -> dict:
         dev = self.acc.device
+        fmt = torch.channels_last if self.speed["channels_last"] else torch.preserve_format
+
+        def move(t):
+            if t.ndim == 4:  # images
+                return t.to(dev, non_blocking=True, memory_format=fmt)
+            return t.to(dev, non_blocking=True)
+
         return {
-            k: (
-                [t.to(dev, non_blocking=True) for t in v]
-                if isinstance(v, list)
-                else (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v)
-            )
+            k: ([move(t) for t in v] if isinstance(v, list) else (move(v) if torch.is_tensor(v) else v))
             for k, v in batch.items()
         }
 
@@ -194,9 +244,21 @@ class Trainer:
         return stats[0].item() / self.world
 
     def fit(self) -> dict:
+        """Train; a run that fails before its first step leaves no run folder behind."""
+        try:
+            return self._fit()
+        except BaseException:
+            if self.is_main and self._fresh_dir and self.global_step == 0:
+                import shutil
+
+                self.logger.close()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _fit(self) -> dict:
         r = self.recipe
         accum = r.train.grad_accum
-        max_steps = r.train.max_steps or self.total_steps
+        max_steps = self.planned_steps
         kill_at = int(os.environ.get("SELFSUP_KILL_AT_STEP", "0"))  # test hook: simulate a crash
         pbar = None
         if self.is_main and r.train.progress:
@@ -224,11 +286,19 @@ class Trainer:
                 micro += 1
                 sync = micro % accum == 0
                 ctx = self.acc.no_sync(self.model) if (not sync and self.world > 1) else nullcontext()
-                with ctx, self.acc.autocast():
-                    out = self.model(batch)
-                    loss = out["loss"]
-                loss_value = self._global_loss(loss)
-                self.acc.backward(loss / accum)
+
+                def micro_step(batch=batch, ctx=ctx):
+                    with ctx, self.acc.autocast():
+                        out = self.model(batch)
+                        loss = out["loss"]
+                    loss_value = self._global_loss(loss)
+                    self.acc.backward(loss / accum)
+                    return out, loss_value
+
+                if steps_this_run == 0 and micro == 1:  # compile failures surface here: fall back
+                    out, loss_value = first_step(micro_step, self.model, self.speed)
+                else:
+                    out, loss_value = micro_step()
                 if not sync:
                     continue
                 self.opt.step()
@@ -285,6 +355,7 @@ class Trainer:
             "train/final_loss": float(last.get("train/loss", math.nan)),
             "train/img_per_s": (steps_this_run - 1) * images_per_step / wall if steps_this_run > 1 else 0.0,
             "train/wall_s": wall_total,
+            **self.facts,
         }
         if self.is_main:
             self.export()

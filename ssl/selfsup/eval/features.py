@@ -45,7 +45,7 @@ def cached_features(
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of ``split`` for a model, cached in ``cache_dir`` by model fingerprint and data."""
-    from ..data.sources import build_source
+    from ..data.catalog import build_source
 
     key = json.dumps(
         {"fp": info.get("fingerprint"), "data": _plain(data_cfg), "split": split}, sort_keys=True

@@ -1,7 +1,8 @@
 """Weighted kNN classifier on faiss (InstDisc, Wu et al. CVPR 2018, Sec. 3.4).
 
 Features are L2-normalised; the ``k`` nearest training samples by cosine similarity ``s_i`` vote
-for their class with weight ``exp(s_i / T)`` (T = 0.07). Exact search with ``IndexFlatIP``.
+for their class with weight ``exp(s_i / T)`` (T = 0.07). Exact search through
+:class:`selfsup.eval.search.FlatSearch` (GPU faiss when installed, else the faster exact backend).
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ def knn_classify(
     test_labels: np.ndarray,
     ks: list[int] | tuple[int, ...] = (20, 200),
     temperature: float = 0.07,
+    backend: str = "auto",
 ) -> dict[str, float]:
-    """Returns ``knn/k{k}/top1`` and ``knn/k{k}/top5`` per k, and ``knn/top1``, ``knn/top5`` for the first k."""
-    import faiss
+    """Returns ``knn/k{k}/top1`` and ``knn/k{k}/top5`` per k, and ``knn/top1``, ``knn/top5`` for the first k.
+
+    ``backend``: the exact search (:data:`selfsup.eval.search.BACKENDS`; same neighbours).
+    """
+    from .search import FlatSearch
 
     xtr, xte = _normalize(train_feats), _normalize(test_feats)
-    index = faiss.IndexFlatIP(xtr.shape[1])
-    index.add(xtr)
     kmax = min(max(ks), len(xtr))
-    sims, nn = index.search(xte, kmax)
+    sims, nn = FlatSearch(xtr, backend).search(xte, kmax)
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     out: dict[str, float] = {}
     for j, k in enumerate(ks):

@@ -14,6 +14,10 @@ Protocol (method card ``/work/shared/reference/compat.md`` section 4, as in open
 
 Approximate indexes (IVF-Flat, HNSW) are optional: the protocol metrics always come from the
 exact search, and the approximate index adds its own top-k and its recall@10 against exact search.
+
+Exact search goes through :class:`selfsup.eval.search.FlatSearch` (faiss on the GPU when
+``faiss-gpu`` is installed, else the faster of faiss and a torch matmul + top-k); IVF indexes
+move to the GPU too when they can (:func:`selfsup.eval.search.to_gpu`).
 """
 
 from __future__ import annotations
@@ -173,21 +177,22 @@ def ranking_stats(
     chunk_size: int | None = None,
     faiss_index=None,
     return_top: int = 0,
+    backend: str = "auto",
 ) -> tuple[RankingStats, np.ndarray | None]:
     """Exact full ranking of ``[Ng, D]`` gallery for ``[Nq, D]`` normalised queries, in chunks.
 
-    Searches an ``IndexFlatIP`` with ``k = Ng`` (all items) for ``chunk_size`` queries at a time;
+    Searches with ``k = Ng`` (all items) for ``chunk_size`` queries at a time, through
+    ``faiss_index`` when given, else a :class:`~selfsup.eval.search.FlatSearch` (``backend``);
     with ``exclude_self`` gallery item ``i`` is removed from query ``i``'s ranking (by index, not
     by distance; card section 4). Returns the per-query stats and, if ``return_top > 0``, the
     ``[Nq, return_top]`` gallery indices at the head of each ranking (self excluded).
     """
-    import faiss
+    from .search import FlatSearch
 
     nq, ng = query.shape[0], gallery.shape[0]
     topk = tuple(int(k) for k in topk)
     if faiss_index is None:
-        faiss_index = faiss.IndexFlatIP(gallery.shape[1])
-        faiss_index.add(gallery)
+        faiss_index = FlatSearch(gallery, backend)
     m = ng - 1 if exclude_self else ng  # ranking length
     if m < 1:
         raise DataError("the gallery needs at least 2 items when each query's own item is excluded")
@@ -233,7 +238,9 @@ def _approx_eval(
     index_kwargs: dict,
 ) -> dict[str, float]:
     """CMC top-k of an approximate index and its recall@``recall_k`` against the exact ranking."""
-    approx = build_faiss_index(g, index, **index_kwargs)
+    from .search import to_gpu
+
+    approx = to_gpu(build_faiss_index(g, index, **index_kwargs))
     nq, ng = q.shape[0], g.shape[0]
     m = ng - 1 if exclude_self else ng
     kmax = min(m, max(max(topk), recall_k))
@@ -280,6 +287,7 @@ def retrieval_metrics(
     chunk_size: int | None = None,
     prefix: str = "retrieval",
     index_kwargs: dict | None = None,
+    backend: str = "auto",
 ) -> dict[str, float]:
     """Retrieval metrics of ``[Nq, Dq]`` queries against a ``[Ng, Dg]`` gallery (card section 4).
 
@@ -294,6 +302,7 @@ def retrieval_metrics(
     evaluated) and ``<prefix>/n_skipped`` (queries without any relevant gallery item). With
     ``index="ivf"`` or ``"hnsw"`` also ``<prefix>/<index>_top{k}`` and
     ``<prefix>/<index>_recall@{recall_k}`` (overlap of its top-``recall_k`` with exact search).
+    ``backend`` picks the exact search (:data:`selfsup.eval.search.BACKENDS`; same neighbours).
     """
     if index not in INDEX_KINDS:
         raise DataError(f"unknown index {index!r}; choose one of {', '.join(INDEX_KINDS)}")
@@ -326,6 +335,7 @@ def retrieval_metrics(
         topk=topk,
         chunk_size=chunk_size,
         return_top=recall_k if index != "flat" else 0,
+        backend=backend,
     )
     n_valid = int(stats.valid.sum())
     out: dict[str, float] = {}

@@ -186,6 +186,13 @@ def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
         raise IndexError_(
             f"index metadata {path} is inconsistent (labels do not match count); {REBUILD_HINT}"
         )
+    data = meta.get("data")
+    if data is not None and (
+        not isinstance(data, dict) or data.get("count") != n or not isinstance(data.get("fingerprint"), str)
+    ):
+        raise IndexError_(
+            f"index metadata {path} is inconsistent (its data identity does not match count); {REBUILD_HINT}"
+        )
     if Path(meta["index_file"]).name != meta["index_file"]:
         raise IndexError_(f"index metadata {path} names an index file outside its folder; {REBUILD_HINT}")
     return meta

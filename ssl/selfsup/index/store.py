@@ -2,7 +2,7 @@
 
 A gallery is embedded once by some model and indexed (faiss ``IndexFlatIP`` over L2-normalised
 features, exact cosine search). When a new model is trained to be backward compatible with the
-old one (BCT / BT² / OCA, method card ``/work/shared/reference/compat.md``), its queries can search
+old one (BCT / BT² / OCA, see :mod:`selfsup.compat`), its queries can search
 the old gallery directly, so the gallery need not be re-embedded ("backfilled") before the new
 model is deployed. :func:`upgrade` then re-embeds a budgeted fraction of the gallery per call
 (progressive backfill); the index stays queryable throughout, holding a mix of old- and
@@ -17,19 +17,21 @@ Layout of ``index_dir``::
 
 Every change writes a new generation file (atomic rename) and then the metadata (atomic rename,
 the commit point), so a crash or a kill at any moment leaves the last committed index valid and
-the next :func:`upgrade` continues from it. Dimensions: the index keeps the dimension of the model
+the next :func:`upgrade` continues from it; readers (:func:`query`, :func:`info`) always see a
+consistent generation, also while an upgrade commits (:mod:`selfsup.index.generations`).
+
+The metadata records which data the gallery items are (:mod:`selfsup.index.identity`); an
+upgrade given the identity of the data it embeds refuses other data, so every slot keeps
+describing its own item. Dimensions: the index keeps the dimension of the model
 that built it; a compatible newer model with more dimensions is truncated to that sub-space and
 re-normalised (card section 4), a smaller one is refused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,27 +40,23 @@ import numpy as np
 
 from ..errors import DataError, IndexError_, UserError
 from ..eval.retrieval import as_features
-from ..utils.io import atomic_path
+from .generations import commit, next_generation, open_index, write_lock
+from .identity import check_same_items
 from .manifest import (
     FAISS_TYPE,
     FORMAT_VERSION,
     KIND,
-    LOCK_NAME,
     META_NAME,
     METRIC,
     NORMALIZATION,
-    REBUILD_HINT,
     ModelInfo,
-    file_sha256,
     normalize_item_ids,
     now,
     read_manifest,
     short,
-    write_manifest,
 )
 
 EmbedFn = Callable[[list], np.ndarray]
-_GEN_RE = re.compile(r"^index-(\d+)\.faiss$")
 
 
 @dataclass
@@ -68,38 +66,22 @@ class SearchResult:
     ``scores``: ``[Q, k]`` float32 cosine similarities, best first; ``positions``: ``[Q, k]`` int64
     gallery positions; ``item_ids``: ``[Q, k]`` the corresponding item ids (int64 or str array);
     ``versions``: ``[Q, k]`` int64 model version that embedded each hit (index into ``models``).
+    The rest describes the generation that was searched (an upgrade may commit meanwhile):
+    ``labels`` ``[Q, k]`` the hits' labels (or None), ``fraction_upgraded``, ``generation``, ``data``.
     """
 
     scores: np.ndarray
     positions: np.ndarray
     item_ids: np.ndarray
     versions: np.ndarray
+    labels: np.ndarray | None = None
+    fraction_upgraded: float = 1.0
+    generation: int = 0
+    data: dict | None = None
 
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextmanager
-def _write_lock(index_dir: Path) -> Iterator[None]:
-    """Exclusive advisory lock for writers; released by the OS if the process dies."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no locking
-        yield
-        return
-    fd = os.open(index_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise IndexError_(
-                f"another build or upgrade is writing the index at {index_dir}; wait for it to finish"
-            ) from e
-        yield
-    finally:
-        os.close(fd)
 
 
 def _features(x: Any, name: str) -> np.ndarray:
@@ -122,71 +104,6 @@ def _prepare(feats: np.ndarray, index_dim: int, model: ModelInfo, slice_dims: bo
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
-
-
-def _next_generation(index_dir: Path, meta: Mapping[str, Any] | None) -> int:
-    gens = [int(m.group(1)) for p in index_dir.iterdir() if (m := _GEN_RE.match(p.name))]
-    if meta is not None:
-        gens.append(int(meta["generation"]))
-    return max(gens, default=0) + 1
-
-
-def _cleanup(index_dir: Path, keep: set[str]) -> None:
-    """Delete index generations other than ``keep`` and temporaries left by killed writers."""
-    for p in index_dir.iterdir():
-        stale_tmp = p.name.startswith(".index-") and p.name.endswith(".tmp")
-        if (_GEN_RE.match(p.name) and p.name not in keep) or stale_tmp:
-            with contextlib.suppress(OSError):  # best effort
-                p.unlink()
-
-
-def _commit(index_dir: Path, faiss_index: Any, meta: dict[str, Any]) -> None:
-    """Write ``faiss_index`` as a new generation, then the metadata naming it (commit point)."""
-    import faiss
-
-    previous = meta.get("index_file")
-    gen = _next_generation(index_dir, meta if "generation" in meta else None)
-    name = f"index-{gen:06d}.faiss"
-    with atomic_path(index_dir / name) as tmp:
-        faiss.write_index(faiss_index, str(tmp))
-        digest = file_sha256(tmp)
-    meta.update(index_file=name, index_sha256=digest, generation=gen, updated=now())
-    write_manifest(index_dir, meta)
-    _cleanup(index_dir, keep={name} | ({previous} if previous else set()))
-
-
-def _load(index_dir: Path, meta: Mapping[str, Any]) -> Any:
-    """Read the faiss index named by ``meta`` after checking its SHA-256, count and dimension."""
-    import faiss
-
-    path = index_dir / meta["index_file"]
-    if not path.exists():
-        raise IndexError_(f"index file {path} named by {META_NAME} is missing; {REBUILD_HINT}")
-    if file_sha256(path) != meta["index_sha256"]:
-        raise IndexError_(
-            f"index file {path} is corrupt (checksum mismatch with {META_NAME}); {REBUILD_HINT}"
-        )
-    try:
-        idx = faiss.read_index(str(path))
-    except RuntimeError as e:
-        raise IndexError_(f"index file {path} cannot be read by faiss; {REBUILD_HINT}") from e
-    if not isinstance(idx, faiss.IndexFlat) or idx.ntotal != meta["count"] or idx.d != meta["dim"]:
-        raise IndexError_(
-            f"index file {path} does not match {META_NAME} (type, count or dim); {REBUILD_HINT}"
-        )
-    return idx
-
-
-def _open(index_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Metadata and index, retrying if a concurrent writer swapped generations in between."""
-    for attempt in range(3):
-        meta = read_manifest(index_dir)
-        try:
-            return _load(index_dir, meta), meta
-        except IndexError_:
-            if attempt == 2 or read_manifest(index_dir)["generation"] == meta["generation"]:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _models(meta: Mapping[str, Any]) -> list[ModelInfo]:
@@ -256,6 +173,7 @@ def build(
     labels: Sequence[int] | None = None,
     batch_size: int = 4096,
     overwrite: bool = False,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed and index a gallery; returns :func:`info`.
 
@@ -263,8 +181,9 @@ def build(
     called on batches of ``batch_size`` ids (so a large gallery is never held twice in memory).
     ``item_ids`` (``N`` unique ints or strings) name the items; ``labels`` (``[N]`` ints, optional)
     let ``selfsup index query`` measure retrieval. ``model_info`` is the dict of
-    ``load_encoder``: ``fingerprint``, ``model_id``, ``dim``, ``compatible_with``. An existing index
-    is only replaced with ``overwrite=True``, atomically.
+    ``load_encoder``: ``fingerprint``, ``model_id``, ``dim``, ``compatible_with``. ``data`` is the
+    identity of the items (:mod:`selfsup.index.identity`), recorded so that upgrades and queries
+    can refuse other data. An existing index is only replaced with ``overwrite=True``, atomically.
     """
     import faiss
 
@@ -277,8 +196,12 @@ def build(
         labels = [int(x) for x in np.asarray(labels).reshape(-1)]
         if len(labels) != len(ids):
             raise DataError(f"{len(labels)} labels for {len(ids)} items")
+    if data is not None and int(data.get("count", -1)) != len(ids):
+        raise DataError(f"the data identity counts {data.get('count')} items but {len(ids)} are indexed")
     embed = feats if callable(feats) else _lookup_embed(ids, feats)
-    with _write_lock(index_dir):
+    if index_dir.exists() and not index_dir.is_dir():
+        raise IndexError_(f"--index '{index_dir}' is a file; pass a folder for the index")
+    with write_lock(index_dir):
         old = None
         if (index_dir / META_NAME).exists():
             if not overwrite:
@@ -309,12 +232,13 @@ def build(
             "item_ids": ids,
             "item_versions": [0] * len(ids),
             "labels": labels,
+            "data": dict(data) if data is not None else None,
             "created": now(),
-            "generation": _next_generation(index_dir, old) - 1,
+            "generation": next_generation(index_dir, old) - 1,
         }
         if old is not None:
             meta["index_file"] = old["index_file"]  # kept until the new one is committed
-        _commit(index_dir, index, meta)
+        commit(index_dir, index, meta)
     return info(index_dir, verify=False)
 
 
@@ -336,17 +260,35 @@ def query(
     index_dir = Path(index_dir)
     model = ModelInfo.from_any(model_info)
     q = _features(query_feats, "query features")
-    idx, meta = _open(index_dir)
+    idx, meta = open_index(index_dir)
     _check_compatible(model, meta, index_dir, "query")
     q = _prepare(q, meta["dim"], model, slice_dims, "query features")
     k = int(k)
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
     k = min(k, meta["count"])
-    scores, pos = idx.search(q, k)
+    import faiss
+
+    from ..eval.search import FlatSearch
+
+    # The stored CPU index's vectors, searched on the GPU when faiss-gpu is there (else the
+    # faster CPU backend); same neighbours as idx.search.
+    xb = faiss.rev_swig_ptr(idx.get_xb(), meta["count"] * idx.d).reshape(meta["count"], idx.d)
+    scores, pos = FlatSearch(xb).search(q, k)
     ids = _ids_array(meta["item_ids"])
     versions = np.asarray(meta["item_versions"], dtype=np.int64)
-    return SearchResult(scores=scores, positions=pos, item_ids=ids[pos], versions=versions[pos])
+    lab = meta.get("labels")
+    latest = len(meta["models"]) - 1
+    return SearchResult(
+        scores=scores,
+        positions=pos,
+        item_ids=ids[pos],
+        versions=versions[pos],
+        labels=None if lab is None else np.asarray(lab, dtype=np.int64)[pos],
+        fraction_upgraded=float((versions == latest).mean()),
+        generation=int(meta["generation"]),
+        data=meta.get("data"),
+    )
 
 
 def upgrade(
@@ -359,6 +301,8 @@ def upgrade(
     commit_every: int | None = None,
     slice_dims: bool = True,
     progress: bool = False,
+    data: Mapping[str, Any] | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Re-embed up to ``ceil(budget_fraction · N)`` gallery items with a newer compatible model.
 
@@ -368,6 +312,10 @@ def upgrade(
     must declare compatibility with every model still in the index (so that it can query the mixed
     index). Changes are committed atomically every ``commit_every`` items (default: once, at the
     end of the call); a crash loses at most the uncommitted items and the next call continues.
+
+    ``data`` (with ``labels`` for a features file) is the identity of the items ``new`` embeds
+    (:mod:`selfsup.index.identity`): anything but the index's items in the index's order is
+    refused before a single slot is written.
 
     Returns ``upgraded`` (items re-embedded by this call), ``fraction_upgraded`` (items now at this
     model / N), ``remaining`` and ``done``.
@@ -387,8 +335,10 @@ def upgrade(
         embed = _lookup_embed(sub_ids, sub_feats)
         subset = normalize_item_ids(sub_ids)
 
-    with _write_lock(index_dir):
-        idx, meta = _open(index_dir)
+    with write_lock(index_dir):
+        idx, meta = open_index(index_dir)
+        if data is not None:
+            check_same_items(meta, data, index_dir, "upgrade", labels)
         _check_compatible(model, meta, index_dir, "upgrade")
         models = meta["models"]
         fps = [m["fingerprint"] for m in models]
@@ -436,11 +386,11 @@ def upgrade(
                     bar.update(stop - start)
                 if pending >= every:
                     meta["item_versions"] = versions.tolist()
-                    _commit(index_dir, idx, meta)
+                    commit(index_dir, idx, meta)
                     pending = 0
             if pending:
                 meta["item_versions"] = versions.tolist()
-                _commit(index_dir, idx, meta)
+                commit(index_dir, idx, meta)
         finally:
             if bar is not None:
                 bar.close()
@@ -461,9 +411,9 @@ def info(index_dir: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
     With ``verify`` the index file's SHA-256 is checked against the metadata (reads the file).
     """
     index_dir = Path(index_dir)
-    meta = read_manifest(index_dir)
-    if verify:
-        _load(index_dir, meta)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise IndexError_(f"'{index_dir}' is a file, not an index folder")
+    meta = open_index(index_dir)[1] if verify else read_manifest(index_dir)
     versions = np.asarray(meta["item_versions"], dtype=np.int64)
     counts = np.bincount(versions, minlength=len(meta["models"]))
     n = meta["count"]
@@ -485,6 +435,7 @@ def info(index_dir: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
         "current_fingerprint": models[latest]["fingerprint"],
         "fraction_upgraded": float(counts[latest]) / n,
         "has_labels": meta.get("labels") is not None,
+        "data": meta.get("data"),
         "created": meta.get("created"),
         "updated": meta.get("updated"),
         "verified": bool(verify),

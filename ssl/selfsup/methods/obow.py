@@ -53,7 +53,7 @@ class OBoWConfig(MethodConfig):
     # Stages giving BoW targets, as indices into the backbone's feature_info: [-2, -1] = block3 +
     # block4 of a ResNet (paper "full"); [-1] = block4 only ("vanilla").
     levels: list[int] = field(default_factory=lambda: [-2, -1])
-    num_words: int = 8192  # K per level; a multiple of data.batch_size x processes
+    num_words: int = 8192  # K per level; a multiple of the global batch data.batch_size
     inv_delta: float | None = 15.0  # base inverse temperature (R50 15, R18 10); None: hard assignment
     bow_pool: str = "max"  # max | avg: pooling of the codes over locations
     vocab_update: str = "local_average"  # local_average | no_averaging | global_average
@@ -66,16 +66,9 @@ class OBoWConfig(MethodConfig):
     online_classes: int = 0  # > 0: monitoring BN + linear classifier on detached teacher features
     vocab_plot: bool = True  # write vocabulary.png (patches most assigned to some words) each epoch
 
-
-@register
-class OBoW(Method):
-    name = "obow"
-    Config = OBoWConfig
-    paper_norm = "syncbn"
-
-    def __init__(self, recipe) -> None:
-        super().__init__(recipe)
-        c, data = self.cfg, recipe.data
+    def check(self, recipe) -> None:
+        """Refuse, when the recipe is loaded, what OBoW cannot train with (one line each)."""
+        data = recipe.data
         aug = data.augment
         if aug.local_views < 1:
             raise ConfigError(
@@ -87,21 +80,45 @@ class OBoW(Method):
                 "method obow needs the teacher's plain view (centre crop + flip): set "
                 "data.augment.plain_views=1"
             )
-        rows = data.batch_size * world_size()
-        if c.num_words < 1 or c.num_words % rows:
+        # The queue takes one block of the global batch per step from a pointer, so its size must
+        # be a whole number of blocks (the global batch does not depend on the process count).
+        b = data.batch_size
+        if self.num_words < 1 or self.num_words % b:
             raise ConfigError(
-                f"method.num_words={c.num_words} must be a multiple of the global batch "
-                f"(data.batch_size {data.batch_size} x {world_size()} processes = {rows}); "
-                f"e.g. {max(1, c.num_words // rows) * rows}"
+                f"method.num_words={self.num_words} must be a multiple of the global batch "
+                f"data.batch_size={b}; e.g. {max(1, round(self.num_words / b)) * b}"
             )
         for key, value, valid in (
-            ("bow_pool", c.bow_pool, ("max", "avg")),
-            ("vocab_update", c.vocab_update, ("local_average", "no_averaging", "global_average")),
+            ("bow_pool", self.bow_pool, ("max", "avg")),
+            ("vocab_update", self.vocab_update, ("local_average", "no_averaging", "global_average")),
         ):
             if value not in valid:
                 raise ConfigError(f"method.{key}: '{value}' is not one of {', '.join(valid)}")
-        if c.border < 0 or (c.inv_delta is not None and c.inv_delta <= 0):
-            raise ConfigError("method.border must be >= 0 and method.inv_delta > 0 (or null)")
+        if self.border < 0:
+            raise ConfigError(f"method.border: must be 0 or more, got {self.border}")
+        if self.inv_delta is not None and not self.inv_delta > 0:
+            raise ConfigError(
+                f"method.inv_delta: must be positive (or null: hard assignment), got {self.inv_delta}"
+            )
+        if not self.levels:
+            raise ConfigError("method.levels: needs at least one stage, e.g. [-2, -1]")
+        for key in ("mu_decay", "momentum"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"method.{key}: must be in [0, 1], got {getattr(self, key)}")
+        if not self.kappa > 0:
+            raise ConfigError(f"method.kappa: must be positive, got {self.kappa}")
+
+
+@register
+class OBoW(Method):
+    name = "obow"
+    Config = OBoWConfig
+    paper_norm = "syncbn"
+
+    def __init__(self, recipe) -> None:
+        super().__init__(recipe)
+        c, data = self.cfg, recipe.data
+        aug = data.augment
         arch = recipe.model.backbone
         self.stages = stage_names(self.backbone, list(c.levels), arch)
         self.teacher_size = aug.plain_size or data.image_size

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import plain_transform
-from ..data.sources import build_source
+from ..data.catalog import build_source
 from ..errors import DataError
 from ..losses.bow import bow_pool, soft_assign, squared_distances
 from ..report.patches import plot_patch_grid

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import MethodConfig
+from ..errors import ConfigError
 from ..models.heads import mlp
 from ..positives.hooks import epoch_end, simclr_loss
 from ..positives.score_stats import ScoreTracker
@@ -27,6 +28,15 @@ class SimCLRConfig(MethodConfig):
     proj_dim: int = 128
     proj_layers: int = 2
     gather: bool = True  # negatives from all processes
+
+    def check(self, recipe) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"method.temperature: must be positive, got {self.temperature}")
+        for key in ("proj_hidden", "proj_dim", "proj_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"method.{key}: must be at least 1, got {getattr(self, key)}")
+        if recipe.data.views < 2:
+            raise ConfigError(f"data.views: SimCLR needs 2 views, got {recipe.data.views}")
 
 
 @register

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MethodConfig
+from ..errors import ConfigError
 from ..losses.regression import negative_cosine
 from ..models.heads import mlp
 from ..positives.hooks import simsiam_hallucinate
@@ -27,6 +28,13 @@ class SimSiamConfig(MethodConfig):
     proj_layers: int = 3  # 2 in the paper's CIFAR experiments
     pred_hidden: int = 512
     fix_pred_lr: bool = True
+
+    def check(self, recipe) -> None:
+        for key in ("proj_dim", "proj_hidden", "proj_layers", "pred_hidden"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"method.{key}: must be at least 1, got {getattr(self, key)}")
+        if recipe.data.views < 2:
+            raise ConfigError(f"data.views: SimSiam needs 2 views, got {recipe.data.views}")
 
 
 @register

@@ -32,7 +32,7 @@ class SupervisedConfig(MethodConfig):
 
 def source_num_classes(data_cfg) -> int:
     """Size of the label space of the recipe's data source (ignores ``data.classes``)."""
-    from ..data.sources import build_source
+    from ..data.catalog import build_source
 
     src = build_source(data_cfg, "train")
     n = int(getattr(src, "num_classes", 0) or 0)

@@ -21,7 +21,8 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 
-def _timm_kwargs(arch: dict) -> dict:
+def timm_create_kwargs(arch: dict) -> dict:
+    """timm keyword arguments (channel widths) an architecture dict implies."""
     kwargs = dict(arch.get("kwargs") or {})
     if arch.get("width"):
         w = int(arch["width"])
@@ -42,15 +43,20 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
     model.maxpool = nn.Identity()
 
 
-def build_backbone(arch: dict) -> nn.Module:
-    """The timm backbone an architecture dict describes (see :func:`selfsup.models.export.arch_dict`)."""
-    name = arch["backbone"]
+def check_backbone(name: str) -> None:
+    """Refuse a name timm does not know, suggesting the closest ones."""
     if name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"model.backbone: timm has no model '{name}'{hint}")
+
+
+def build_backbone(arch: dict) -> nn.Module:
+    """The timm backbone an architecture dict describes (see :func:`selfsup.models.export.arch_dict`)."""
+    name = arch["backbone"]
+    check_backbone(name)
     try:
-        model = timm.create_model(name, pretrained=False, num_classes=0, **_timm_kwargs(arch))
+        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_create_kwargs(arch))
     except TypeError as e:
         raise ConfigError(f"model.kwargs: timm rejected the arguments for '{name}': {e}") from None
     if arch.get("cifar_stem"):
@@ -68,3 +74,11 @@ def create_backbone(model_cfg) -> nn.Module:
             "kwargs": dict(model_cfg.kwargs or {}),
         }
     )
+
+
+def feature_width(model_cfg) -> int:
+    """``num_features`` of the recipe's backbone, built on the meta device (no memory, no init cost)."""
+    import torch
+
+    with torch.device("meta"):
+        return int(create_backbone(model_cfg).num_features)

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..utils.checkpoint import load_model_state, read_checkpoint, save_checkpoint
-from .backbones import build_backbone
+from .backbones import build_backbone, timm_create_kwargs
 from .compat_heads import build_head
 
 
@@ -64,7 +64,12 @@ def load_encoder(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """
     ckpt = read_checkpoint(path)
     if "encoder" in ckpt:
-        arch, sd = ckpt["arch"], ckpt["encoder"]
+        arch, sd = ckpt.get("arch"), ckpt["encoder"]
+        if not isinstance(arch, dict) or not isinstance(arch.get("backbone"), str):
+            raise CheckpointError(
+                f"'{path}' has encoder weights but no architecture ('arch' with a 'backbone'); "
+                "export it with selfsup (selfsup.models.export.export_encoder) or use the run's encoder.pt"
+            )
     elif "model" in ckpt and "arch" in ckpt:
         arch = ckpt["arch"]
         if any(k.startswith("extra_terms.") and ".head." in k for k in ckpt["model"]):
@@ -76,7 +81,12 @@ def load_encoder(path: str | Path) -> tuple[torch.nn.Module, dict]:
         sd = {k[len("backbone.") :]: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
     else:
         raise CheckpointError(f"'{path}' holds no encoder weights")
-    model = build_from_arch(arch)
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"'{path}' holds no encoder weights")
+    try:
+        model = build_from_arch(arch)
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"'{path}' describes an architecture this selfsup cannot build: {e}") from None
     load_model_state(model, sd, path)
     model.eval()
     fp = fingerprint(model)
@@ -90,6 +100,29 @@ def load_encoder(path: str | Path) -> tuple[torch.nn.Module, dict]:
         "path": str(path),
     }
     return model, info
+
+
+def load_backbone(path: str | Path) -> nn.Module:
+    """The network an ``encoder.pt`` holds, as a plain timm model in eval mode: one call, any export.
+
+    CIFAR stem and width included (the stem swap and channel widths are applied to a fresh
+    ``timm.create_model`` before the weights are loaded), so ``model(x)`` gives the pooled
+    ``[N, model.num_features]`` features the run was evaluated on. A compatible model's export
+    (BT², OCA, Hot-Refresh) returns ``nn.Sequential(timm_backbone, retrieval_head)``. Training
+    checkpoints (``checkpoints/last.pt``) of plain methods load too.
+    """
+    model, _ = load_encoder(path)
+    return model
+
+
+def timm_kwargs(arch: dict) -> dict:
+    """Keyword arguments for ``timm.create_model(arch["backbone"], num_classes=0, **kwargs)``.
+
+    With them, an export without CIFAR stem or compat head loads with plain timm and
+    ``load_state_dict``; the CIFAR stem (a 3x3 stride-1 ``conv1`` and no max-pool) has no timm
+    option, so such exports need :func:`load_backbone`.
+    """
+    return timm_create_kwargs(arch)
 
 
 @torch.no_grad()

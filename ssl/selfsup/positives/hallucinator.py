@@ -56,6 +56,17 @@ class HallucinatorConfig:
     enqueue_duplicates: bool = True  # MoCo: enqueue [k; k] (official) or k once (False, clean)
     duplicate_negatives: bool = True  # SimCLR: same-image copies count as negatives (official)
 
+    def resolve(self, recipe) -> None:
+        """Unset widths become the values used, so that the run's config.yaml records them."""
+        spec = HALLUCINATOR_DIM.get(recipe.method.name)
+        if spec is None:
+            return  # build() refuses the method
+        dim = getattr(recipe.method, spec[0].split(".", 1)[1], None)
+        if self.dim is None and isinstance(dim, int):
+            self.dim = dim
+        if self.hidden is None and self.dim is not None:
+            self.hidden = 2 * self.dim
+
 
 class Hallucinator(nn.Module):
     """The generator ``G(x, a)``: ``[N, d]`` x ``[N, d]`` -> ``[2 N, d]`` (originals first).

@@ -58,10 +58,25 @@ def plot_curves(
 
 
 def plot_run_curves(run_dir: str | Path) -> Path | None:
+    from ..errors import UserError
+
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"'{run_dir}' is not a folder; pass a run directory (e.g. runs/demo)")
     hist = run_dir / "history.json"
     if not hist.exists():
-        from ..errors import UserError
-
         raise UserError(f"'{run_dir}' has no history.json; is it a selfsup run directory?")
-    return plot_curves(json.loads(hist.read_text()), run_dir / "curves.png", title=run_dir.name)
+    try:
+        history = json.loads(hist.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(
+            f"'{hist}' is damaged ({type(e).__name__}); it is rewritten by the next training step"
+        ) from None
+    ok = isinstance(history, list) and all(
+        isinstance(h, dict) and isinstance(h.get("step"), (int, float)) for h in history
+    )
+    if not ok:
+        raise UserError(f"'{hist}' is not a selfsup history (a list of {{step, scalars}} entries)")
+    if not history:
+        raise UserError(f"'{hist}' holds no logged steps yet; nothing to plot")
+    return plot_curves(history, run_dir / "curves.png", title=run_dir.name)

@@ -33,10 +33,14 @@ def load_scores(run_dir: str | Path) -> dict:
         )
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"'{path}' is not valid JSON: {e}") from None
-    if not data.get("epochs"):
+    if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
+        raise UserError(f"'{path}' is not a selfsup scores file (no list of epochs)")
+    if not data["epochs"]:
         raise UserError(f"'{path}' holds no epochs yet")
+    if not all(isinstance(e, dict) and isinstance(e.get("epoch"), int) for e in data["epochs"]):
+        raise UserError(f"'{path}' is damaged (an epoch entry without its number); rerun the training")
     return data
 
 
