@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     overrides = [*args.set, "train.progress=false"]
-    results: dict[str, list[dict]] = {}
-    for method in args.methods:
-        for seed in args.seeds:
-            results.setdefault(method, []).append(run_one(Path(args.recipe), method, seed, out, overrides))
+    results: dict[str, list[dict]] = {m: [] for m in args.methods}
+    for seed in args.seeds:  # seed-major: an interrupted table still has every method's first seeds
+        for method in args.methods:
+            results[method].append(run_one(Path(args.recipe), method, seed, out, overrides))
     print(write_doc(results, args, Path(args.doc)))
     return 0
 

@@ -39,6 +39,7 @@ def test_obow_two_processes_equal_one(tmp_path):
 def test_obow_a_few_steps_lower_the_loss(tmp_path):
     r = _obow(num_words=128)
     r["train"]["max_steps"] = 24
+    r["train"]["epochs"] = 2  # 16 steps of 16 per epoch at train_fraction 0.2
     r["optim"]["lr"] = 0.05
     path = write_recipe(tmp_path / "r.yaml", r)
     _launch(path, tmp_path / "run", 1, [])
