@@ -6,7 +6,8 @@ epochs of ``recipes/digits/obow.yaml``; only the ``method`` section changes, and
 and plain views that only OBoW uses are switched off for the others. Each run is evaluated with
 the recipe's linear probe and kNN; the OBoW runs also evaluate a randomly initialised encoder of
 the same architecture (the floor; it depends on the seed only). Writes mean +- std over seeds to
-``docs/results_obow.md``. Finished runs trained from the same recipe are reused.
+``runs/compare_methods/table.md`` (copied into ``docs/results.md``). Finished runs trained from
+the same recipe are reused.
 
     .venv/bin/python tools/compare_methods.py                      # 4 methods x 3 seeds
     .venv/bin/python tools/compare_methods.py --methods obow --seeds 0   # one run
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--out", default="runs/compare_methods", help="folder for the run directories")
-    p.add_argument("--doc", default=str(ROOT / "docs" / "results_obow.md"))
+    p.add_argument("--doc", default="runs/compare_methods/table.md")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args(argv)
