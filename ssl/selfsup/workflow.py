@@ -58,6 +58,15 @@ def evaluate_run(recipe: Recipe, run_dir: Path, rows: dict) -> dict:
         rm = evaluate(rnd, rinfo, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed)
         rows["random init"] = rm
         out.update({f"random_init/{k}": v for k, v in rm.items()})
+    if recipe.eval.compare_raw_pixels:
+        import torch
+
+        # The input pixels (after the loader's resize and normalisation) as features: the probe on
+        # them is multinomial logistic regression on raw pixels, the baseline any feature must beat.
+        pixels, pinfo = torch.nn.Flatten(), {"fingerprint": "raw-pixels"}
+        pm = evaluate(pixels, pinfo, recipe.data, recipe.eval, tasks, run_dir / "features", seed=recipe.seed)
+        rows["raw pixels"] = pm
+        out.update({f"raw_pixels/{k}": v for k, v in pm.items()})
     return out
 
 

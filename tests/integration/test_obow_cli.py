@@ -48,7 +48,7 @@ def sets(items: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["imagenet/obow_resnet50.yaml", "imagenet/obow_resnet18_in20.yaml", "digits/obow.yaml"]
+    "name", ["imagenet1k/obow_resnet50.yaml", "imagenet1k/obow_resnet18_in20.yaml", "digits/obow.yaml"]
 )
 def test_obow_recipes_run_two_steps_on_cpu(name, tmp_path):
     over = SMALL + (["model.backbone=resnet18"] if "resnet50" in name else [])

@@ -45,6 +45,7 @@ def test_run_record_is_complete_and_consistent(tmp_path, capsys):
             "optim.min_lr_ratio": 0.0,
             "eval.run": ["knn"],
             "eval.knn.k": [5],
+            "eval.compare_raw_pixels": True,
         }
     )
     path = write_recipe(tmp_path / "r.yaml", recipe)
@@ -81,6 +82,13 @@ def test_run_record_is_complete_and_consistent(tmp_path, capsys):
     )
     assert f"| pretrained | {m['knn/top1']:.4f}" in report
     assert {"eval/knn/top1", "train/loss"} <= _tb_scalars(run)
+    # the raw-pixel baseline: its own row, and the sentence that says what the comparison means.
+    # kNN on the pixels of 5 digit classes is far above chance (0.2); 3 training steps are not.
+    assert m["raw_pixels/knn/top1"] > 0.8 > m["knn/top1"]
+    assert f"| raw pixels | {m['raw_pixels/knn/top1']:.4f}" in report
+    assert (
+        f"{m['knn/top1'] - m['raw_pixels/knn/top1']:+.3f} against the same probe on the raw pixels" in report
+    )
 
     # evaluation on other data (all ten digits): apart from the run's own metrics
     own = json.loads((run / "metrics.json").read_text())

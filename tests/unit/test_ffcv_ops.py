@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as F  # noqa: E402
 from selfsup.data import ffcv_ops as O  # noqa: E402
 
 # numba's dispatcher finalizer may raise a harmless KeyError when FFCV's compiled code is
-# garbage-collected (a known upstream quirk, see shared/reference/ffcv.md); it is not a failure.
+# garbage-collected (a known upstream FFCV quirk); it is not a failure.
 pytestmark = [pytest.mark.ffcv, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 

@@ -120,6 +120,19 @@ def test_warmup_cosine_schedule():
     assert s2.get_lr() == s.get_lr()
 
 
+def test_step_schedule_drops_at_milestones_after_warmup():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [p], "base_lr": 0.03}], lr=0.03)
+    s = WarmupCosine(opt, 200, 5, schedule="step", milestones=[120, 160], gamma=0.1)
+    lrs = []
+    for _ in range(200):
+        lrs.append(s.get_lr())
+        s.step()
+    assert lrs[2] == pytest.approx(0.03 * 3 / 5)
+    assert lrs[119] == pytest.approx(0.03) and lrs[120] == pytest.approx(0.003)
+    assert lrs[159] == pytest.approx(0.003) and lrs[160] == pytest.approx(0.0003)
+
+
 def test_lars_trust_ratio():
     w = torch.nn.Parameter(torch.full((4,), 2.0))
     b = torch.nn.Parameter(torch.full((1,), 2.0))

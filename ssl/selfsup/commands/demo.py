@@ -13,6 +13,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import textwrap
     import time
     from pathlib import Path
 
@@ -24,13 +25,11 @@ def run(args) -> int:
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"selfsup demo: {recipe.method.name} on {recipe.data.source} ({recipe_path}) -> {out}")
     metrics = pretrain_and_evaluate(recipe, out)
-    key = next(
-        (k for k in ("linear/top1", "knn/top1") if k in metrics and f"random_init/{k}" in metrics), None
-    )
-    if key:
-        gain = metrics[key] - metrics[f"random_init/{key}"]
-        verdict = "better" if gain > 0 else "NOT better"
-        print(f"pretrained encoder is {verdict} than a random one: {key} {gain:+.3f}")
+    from ..report.run_report import baseline_sentence
+
+    sentence = baseline_sentence(metrics)
+    if sentence:
+        print(textwrap.fill(sentence, 100))
     print(f"total wall time: {metrics.get('run/wall_s', 0):.0f}s")
     return 0
 

@@ -47,7 +47,7 @@ class OCAConfig(CompatConfig):
     w_ce: float = 5.0  # classification through the orthogonal layer
     w_pseudo: float = 10.0  # pseudo-classifier CE on normalize(h_bct)
     w_anchor: float = 5.0  # prototype anchoring 1 - cos(P[y], h_bct)
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # label smoothing of the classification terms
 
 
 def oca_losses(

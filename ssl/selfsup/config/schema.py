@@ -20,34 +20,40 @@ class AugmentConfig:
     """View augmentations, torchvision semantics (FFCV ops mirror them)."""
 
     preset: str = "simclr"  # simclr | mocov1 | mocov2 | none; fills defaults below when unset
+    # random-resized-crop area range, as fractions of the image
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
+    flip_p: float = 0.5  # probability of a horizontal flip
+    jitter_p: float = 0.8  # probability of applying colour jitter
     jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])  # b, c, s, h
-    grayscale_p: float = 0.2
-    blur_p: float = 0.0
+    grayscale_p: float = 0.2  # probability of converting a view to greyscale
+    blur_p: float = 0.0  # probability of Gaussian blur
+    # Gaussian blur sigma range in pixels
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
-    solarize_p: float = 0.0
+    solarize_p: float = 0.0  # probability of solarisation
     local_views: int = 0  # multi-crop: extra small views (OBoW, SwAV style)
-    local_size: int = 16
+    local_size: int = 16  # side of the local (multi-crop) views in pixels
+    # crop area range of the local views
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.14])
-    # Plain views, after the local ones: a centre square (plain_crop x the short side, i.e. Resize
-    # 256 -> CenterCrop 224) resized to plain_size, flipped with flip_p, no colour: OBoW's teacher input.
+    # plain views after the local ones: centre crop resized to plain_size, flip_p, no colour (OBoW's teacher)
     plain_views: int = 0
-    plain_size: int | None = None  # None: data.image_size
-    plain_crop: float = 0.875
+    plain_size: int | None = None  # side of the plain views in pixels (None: data.image_size)
+    plain_crop: float = (
+        0.875  # plain views' centre square side / short image side (224/256: Resize 256, CenterCrop 224)
+    )
 
 
 @dataclass
 class DataConfig:
     source: str = "digits"  # digits | render3d | imagefolder | cifar10 | cifar100 | beton | 3diebench
     path: str | None = None  # root folder of the source (not needed for digits)
-    image_size: int = 32
+    image_size: int = 32  # side of the square training views in pixels
     loader: str = "auto"  # auto | ffcv | torchvision
     batch_size: int = 64  # GLOBAL batch, as papers state it: split over processes and grad_accum
-    num_workers: int = 0
-    views: int = 2
+    num_workers: int = 0  # loader worker processes (FFCV threads) per training process
+    views: int = 2  # global views per image (2 for the two-view methods)
+    # per-channel normalisation mean (RGB, 0-1 scale)
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    # per-channel normalisation standard deviation
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     train_fraction: float = 1.0  # use a class-balanced-ish prefix of the training set (tiny runs)
     classes: list[int] | None = None  # keep only these class ids (compat: old model on half the classes)
@@ -83,56 +89,68 @@ class OptimConfig:
     lr: float = 0.06  # the paper's base lr, for lr_base_batch images (see lr_scaling)
     lr_scaling: str = "linear"  # linear: lr*B/base | sqrt: lr*sqrt(B/base) | none; B = global batch
     lr_base_batch: int = 256  # the batch the base lr is stated for (Goyal et al.: 256)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    lars_eta: float = 0.02
+    momentum: float = 0.9  # SGD / LARS momentum
+    weight_decay: float = 5e-4  # L2 weight decay (decoupled for adamw)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw betas
+    lars_eta: float = 0.02  # LARS trust coefficient (SimCLR's official LARS: 0.001)
     exclude_bias_norm: bool = True  # no weight decay (and no LARS adaptation) on biases and norms
-    schedule: str = "cosine"  # cosine | constant
-    warmup_epochs: float = 0.0
+    schedule: str = "cosine"  # cosine | constant | step (x step_gamma at each of step_epochs)
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak lr over this many epochs
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of the peak lr
+    step_epochs: list[float] = field(default_factory=list)  # schedule step: epochs where lr drops
+    step_gamma: float = 0.1  # schedule step: factor applied at each of step_epochs
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # passes over the training set
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step (the global batch is split over them)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | no | fp16 | bf16
     ckpt_every_steps: int = 0  # 0: only at the end of each epoch
-    log_every: int = 10
-    progress: bool = True
+    log_every: int = 10  # optimizer steps between logged training scalars
+    progress: bool = True  # show a progress bar with ETA
     compile: bool = False  # torch.compile the backbone (falls back to eager with a warning if it can't)
     channels_last: str = "auto"  # auto (on CUDA) | on | off: NHWC weights and inputs
 
 
 @dataclass
 class LinearEvalConfig:
-    epochs: int = 100
-    lr: float = 0.1
-    batch_size: int = 256
-    weight_decay: float = 0.0
+    epochs: int = 100  # linear-probe epochs on frozen, standardised features
+    lr: float = 0.1  # linear-probe SGD lr (cosine schedule)
+    batch_size: int = 256  # linear-probe batch size
+    weight_decay: float = 0.0  # linear-probe weight decay
 
 
 @dataclass
 class KnnEvalConfig:
+    # neighbour counts to report (cosine similarity, weighted vote)
     k: list[int] = field(default_factory=lambda: [20, 200])
-    temperature: float = 0.07
+    temperature: float = 0.07  # vote weight exp(similarity / temperature) (Wu et al. 2018)
 
 
 @dataclass
 class EvalConfig:
+    # evaluations after training: linear, knn, retrieval, equivariance
     run: list[str] = field(default_factory=lambda: ["linear", "knn"])
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
-    batch_size: int = 256
+    batch_size: int = 256  # batch size of feature extraction
     compare_random_init: bool = False  # also evaluate an untrained encoder of the same architecture
+    compare_raw_pixels: bool = False  # also probe the normalised input pixels themselves (a baseline)
+
+
+@dataclass
+class ReferenceConfig:
+    paper: str = ""  # where the recipe's settings come from (paper, section or table; official code)
+    target: str = ""  # the published result this recipe aims at, with its source ("" when none)
 
 
 @dataclass
 class Recipe:
-    name: str = "run"
-    seed: int = 0
+    name: str = "run"  # run name (reports, TensorBoard)
+    seed: int = 0  # seed of weights, augmentations and data order
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)  # provenance; not used to train
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -322,7 +340,12 @@ def validate_core(r: Recipe) -> None:
         if not 0 <= v < 1:
             raise ConfigError(f"optim.betas[{i}]: must be in [0, 1), got {v}")
     _positive(o.lars_eta, "optim.lars_eta")
-    _choice(o.schedule, ("cosine", "constant"), "optim.schedule")
+    _choice(o.schedule, ("cosine", "constant", "step"), "optim.schedule")
+    if o.schedule == "step" and not o.step_epochs:
+        raise ConfigError(
+            "optim.step_epochs: schedule 'step' needs the epochs where the lr drops, e.g. [120, 160]"
+        )
+    _unit(o.step_gamma, "optim.step_gamma", "the factor applied at each step")
     _at_least(o.warmup_epochs, 0, "optim.warmup_epochs")
     _unit(o.min_lr_ratio, "optim.min_lr_ratio", "a fraction of the peak lr")
 

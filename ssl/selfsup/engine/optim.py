@@ -86,19 +86,30 @@ def lr_rule(cfg, global_batch: int) -> str:
 
 
 class WarmupCosine:
-    """Linear warm-up then cosine decay to ``min_lr_ratio * peak``, per optimizer step.
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * peak`` (or constant, or step decay).
 
-    Groups flagged ``fixed_lr`` keep their base lr (SimSiam's predictor).
+    Per optimizer step. ``schedule="step"`` multiplies the lr by ``gamma`` at each of
+    ``milestones`` (steps; MoCo v1's x0.1 at epochs 120 and 160). Groups flagged ``fixed_lr`` keep
+    their base lr (SimSiam's predictor).
     """
 
     def __init__(
-        self, optimizer, total_steps: int, warmup_steps: int, schedule: str = "cosine", min_ratio: float = 0.0
+        self,
+        optimizer,
+        total_steps: int,
+        warmup_steps: int,
+        schedule: str = "cosine",
+        min_ratio: float = 0.0,
+        milestones: list[int] | tuple[int, ...] = (),
+        gamma: float = 0.1,
     ):
         self.opt = optimizer
         self.total = max(1, total_steps)
         self.warmup = warmup_steps
         self.schedule = schedule
         self.min_ratio = min_ratio
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
         self.last_step = 0
         self._apply()
 
@@ -107,6 +118,8 @@ class WarmupCosine:
             return (step + 1) / self.warmup
         if self.schedule == "constant":
             return 1.0
+        if self.schedule == "step":
+            return self.gamma ** sum(step >= m for m in self.milestones)
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 

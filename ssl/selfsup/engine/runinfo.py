@@ -15,15 +15,18 @@ from ..errors import ConfigError
 
 # What may change when a run is resumed: how long it trains, how often it logs and saves, and what
 # is evaluated at the end. Anything else (batch, lr, seed, data, model) would make the resumed run
-# a different experiment recorded under the old one's name.
+# a different experiment recorded under the old one's name. The number of loader workers may change
+# too (moving to a machine with other cores): the FFCV pipeline draws each sample's augmentation from
+# (seed, epoch, sample index), so the batches do not depend on it.
 RESUME_MAY_CHANGE = (
+    "data.num_workers",
     "train.epochs",
     "train.max_steps",
     "train.ckpt_every_steps",
     "train.log_every",
     "train.progress",
 )
-RESUME_MAY_CHANGE_SECTIONS = ("eval.",)
+RESUME_MAY_CHANGE_SECTIONS = ("eval.", "reference.")
 
 
 def _allowed(key: str) -> bool:

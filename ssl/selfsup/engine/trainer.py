@@ -131,6 +131,8 @@ class Trainer:
             int(recipe.optim.warmup_epochs * self.steps_per_epoch),
             recipe.optim.schedule,
             recipe.optim.min_lr_ratio,
+            [int(e * self.steps_per_epoch) for e in recipe.optim.step_epochs],
+            recipe.optim.step_gamma,
         )
         # channels_last on CUDA, opt-in torch.compile (engine/speed.py); before prepare (DDP)
         self.speed = apply_speed_options(model, recipe, self.acc.device)

@@ -59,7 +59,7 @@ class ModelInfo:
 
     ``fingerprint`` identifies the weights (two checkpoints with equal fingerprints embed
     identically); ``compatible_with`` lists the fingerprints of older models whose gallery features
-    this model's queries may be compared against (declared by compatible training, card section 1).
+    this model's queries may be compared against (declared by compatible training).
     """
 
     fingerprint: str

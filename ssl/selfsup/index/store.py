@@ -24,7 +24,7 @@ The metadata records which data the gallery items are (:mod:`selfsup.index.ident
 upgrade given the identity of the data it embeds refuses other data, so every slot keeps
 describing its own item. Dimensions: the index keeps the dimension of the model
 that built it; a compatible newer model with more dimensions is truncated to that sub-space and
-re-normalised (card section 4), a smaller one is refused.
+re-normalised (BT² and OCA put the old-compatible sub-space first), a smaller one is refused.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _prepare(feats: np.ndarray, index_dim: int, model: ModelInfo, slice_dims: bo
                 f"{what} dim {d} vs index dim {index_dim} cannot be compared; use a model with "
                 f"{index_dim} dims (or a compatible model with more dims and slicing allowed)"
             )
-        feats = feats[:, :index_dim]  # compatible sub-space first (card section 4)
+        feats = feats[:, :index_dim]  # compatible sub-space first (BT², OCA)
     out = np.array(feats, dtype=np.float32, order="C", copy=True)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)

@@ -49,13 +49,13 @@ class MoCoConfig(MethodConfig):
 
     name: str = "moco"
     version: str = "v2"  # v1 | v2
-    dim: int = 128
+    dim: int = 128  # output dimension of the projection head (128 in the papers)
     mlp: bool | None = None  # unset: the version's (v1 linear, v2 MLP); filled in at load
     hidden_dim: int | None = None  # MLP hidden width; unset: backbone feature width (paper)
-    queue_size: int = 65536
-    momentum: float = 0.999
+    queue_size: int = 65536  # K, negatives kept in the queue (written modulo K: any batch works)
+    momentum: float = 0.999  # m, the key encoder's EMA momentum
     temperature: float | None = None  # unset: v1 0.07, v2 0.2; filled in at load
-    shuffle_bn: bool = True
+    shuffle_bn: bool = True  # shuffle the keys across processes (or BN groups) so BN cannot leak the positive
     bn_group: int | None = None  # key-encoder BN batch of the paper's GPUs (32); null: per process
 
     def resolve(self, recipe) -> None:

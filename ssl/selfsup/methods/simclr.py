@@ -24,9 +24,9 @@ from .base import Method, register
 class SimCLRConfig(MethodConfig):
     name: str = "simclr"
     temperature: float = 0.5  # 0.5 on CIFAR, 0.1 on ImageNet at large batch (paper, App. B.9)
-    proj_hidden: int = 2048
-    proj_dim: int = 128
-    proj_layers: int = 2
+    proj_hidden: int = 2048  # projection MLP hidden width
+    proj_dim: int = 128  # projection output dimension (the loss's space)
+    proj_layers: int = 2  # projection MLP layers (2 in SimCLR v1, 3 in v2)
     gather: bool = True  # negatives from all processes
 
     def check(self, recipe) -> None:

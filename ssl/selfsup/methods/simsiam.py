@@ -23,11 +23,11 @@ from .base import Method, register
 @dataclass
 class SimSiamConfig(MethodConfig):
     name: str = "simsiam"
-    proj_dim: int = 2048
-    proj_hidden: int = 2048
+    proj_dim: int = 2048  # projector output dimension
+    proj_hidden: int = 2048  # projector hidden width
     proj_layers: int = 3  # 2 in the paper's CIFAR experiments
-    pred_hidden: int = 512
-    fix_pred_lr: bool = True
+    pred_hidden: int = 512  # predictor bottleneck width (2048 -> 512 -> 2048 in the paper)
+    fix_pred_lr: bool = True  # keep the predictor's lr fixed at its base value (paper Sec. 4.2)
 
     def check(self, recipe) -> None:
         for key in ("proj_dim", "proj_hidden", "proj_layers", "pred_hidden"):

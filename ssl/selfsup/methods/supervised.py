@@ -26,7 +26,7 @@ from .base import Method, register
 class SupervisedConfig(MethodConfig):
     name: str = "supervised"
     num_classes: int | None = None  # None: the data source's label space (all classes, not data.classes)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
     bias: bool = True  # classifier bias
 
 

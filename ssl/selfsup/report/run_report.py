@@ -17,7 +17,9 @@ from .report import fmt, metrics_table, write_report
 HEADLINE = ["linear/top1", "linear/top5", "knn/top1", "knn/top5", "retrieval/top1", "retrieval/map"]
 _EVAL_FAMILIES = ("linear/", "knn/", "retrieval/", "equivariance/")
 # Keys of metrics.json that are evaluation results (also written to TensorBoard under eval/).
-EVAL_KEYS = (*_EVAL_FAMILIES, "random_init/", "compat/")
+EVAL_KEYS = (*_EVAL_FAMILIES, "random_init/", "raw_pixels/", "compat/")
+# Baseline rows of the evaluation table: (metrics prefix, row name).
+_BASELINES = (("random_init/", "random init"), ("raw_pixels/", "raw pixels"))
 _TRAIN_KEYS = [
     "train/steps",
     "train/epochs",
@@ -53,14 +55,34 @@ def read_json(path: Path) -> Any:
 
 
 def evaluation_rows(metrics: dict) -> dict[str, dict]:
-    """``{"pretrained": {...}, "random init": {...}}`` from the flat metrics (rows that exist)."""
-    rows = {
-        "pretrained": {k: v for k, v in metrics.items() if k.startswith(_EVAL_FAMILIES)},
-        "random init": {
-            k[len("random_init/") :]: v for k, v in metrics.items() if k.startswith("random_init/")
-        },
-    }
+    """``{"pretrained": {...}, "random init": {...}, "raw pixels": {...}}`` (the rows that exist)."""
+    rows = {"pretrained": {k: v for k, v in metrics.items() if k.startswith(_EVAL_FAMILIES)}}
+    for prefix, name in _BASELINES:
+        rows[name] = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
     return {name: row for name, row in rows.items() if row}
+
+
+def baseline_sentence(metrics: dict) -> str | None:
+    """One sentence that says what the pretrained-vs-baselines comparison does and does not show."""
+    key = next((k for k in ("linear/top1", "knn/top1") if k in metrics), None)
+    if key is None:
+        return None
+    own = metrics[key]
+    rnd, raw = metrics.get(f"random_init/{key}"), metrics.get(f"raw_pixels/{key}")
+    parts = [f"The pretrained encoder scores {own:.3f} {key}"]
+    if rnd is not None:
+        parts.append(f"{own - rnd:+.3f} against the same network left untrained")
+    if raw is not None:
+        parts.append(f"{own - raw:+.3f} against the same probe on the raw pixels")
+    text = ", ".join(parts) + "."
+    if raw is not None:
+        text += (
+            " Raw pixels are a strong baseline only on small, clean, centred images like these digits"
+            " (on CIFAR-10 they reach about 40% linear top-1, self-supervised ResNets about 90%),"
+            " so this comparison shows that pretraining learns useful features end to end, not how"
+            " much it helps on natural images."
+        )
+    return text
 
 
 def _compat_section(metrics: dict) -> str | None:
@@ -134,7 +156,9 @@ def write_run_report(run_dir: str | Path) -> Path:
     if rows:
         keys = [k for k in HEADLINE if any(k in r for r in rows.values())]
         keys = keys or sorted({k for r in rows.values() for k in r})[:8]
-        sections.append(("Evaluation", metrics_table(rows, keys)))
+        sentence = baseline_sentence(metrics) if len(rows) > 1 else None
+        table = metrics_table(rows, keys)
+        sections.append(("Evaluation", table + (f"\n\n{sentence}" if sentence else "")))
     compat = _compat_section(metrics)
     if compat:
         method = (config.get("compat") or {}).get("name", "")
