@@ -86,9 +86,7 @@ def test_run_record_is_complete_and_consistent(tmp_path, capsys):
     # kNN on the pixels of 5 digit classes is far above chance (0.2); 3 training steps are not.
     assert m["raw_pixels/knn/top1"] > 0.8 > m["knn/top1"]
     assert f"| raw pixels | {m['raw_pixels/knn/top1']:.4f}" in report
-    assert (
-        f"{m['knn/top1'] - m['raw_pixels/knn/top1']:+.3f} against the same probe on the raw pixels" in report
-    )
+    assert f"{m['knn/top1'] - m['raw_pixels/knn/top1']:+.3f} against the same probe on the raw pixels" in report
 
     # evaluation on other data (all ten digits): apart from the run's own metrics
     own = json.loads((run / "metrics.json").read_text())
