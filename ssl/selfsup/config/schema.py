@@ -37,9 +37,7 @@ class AugmentConfig:
     # plain views after the local ones: centre crop resized to plain_size, flip_p, no colour (OBoW's teacher)
     plain_views: int = 0
     plain_size: int | None = None  # side of the plain views in pixels (None: data.image_size)
-    plain_crop: float = (
-        0.875  # plain views' centre square side / short image side (224/256: Resize 256, CenterCrop 224)
-    )
+    plain_crop: float = 0.875  # centre square / short side of the plain views (224/256: CenterCrop 224)
 
 
 @dataclass
