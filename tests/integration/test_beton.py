@@ -359,6 +359,27 @@ def test_two_ranks_get_disjoint_shards_with_equal_steps(raw_beton, arrays):
 
 
 @pytest.mark.timeout(180)
+def test_ffcv_plain_view_matches_torchvision(raw_beton, arrays):
+    """The plain view (OBoW's teacher input): same centre crop in both loaders, after the others."""
+    from selfsup.data.ffcv_loader import FFCVTrainLoader
+    from selfsup.data.torchvision_loader import TorchvisionTrainLoader
+
+    r = _recipe(raw_beton, batch=16)
+    a = r.data.augment
+    a.flip_p, a.jitter_p, a.grayscale_p, a.blur_p, a.solarize_p = 0.0, 0.0, 0.0, 0.0, 0.0
+    r.data.views, a.plain_views, a.plain_size, a.plain_crop = 1, 1, 24, 0.75
+    fbs = [next(iter(FFCVTrainLoader(r, pipeline=p))) for p in ("decode-once", "per-view")]
+    r.data.num_workers = 0
+    tb = next(iter(TorchvisionTrainLoader(r)))
+    for fb in fbs:
+        assert [tuple(v.shape) for v in fb["views"]] == [(16, 3, 32, 32), (16, 3, 24, 24)]
+        torch.testing.assert_close(fb["index"], tb["index"])
+        # Deterministic in all; only the resize filters differ (OpenCV area vs antialiased bilinear).
+        diff = (fb["views"][1] - tb["views"][1]).abs()
+        assert diff.mean() < 0.05 and diff.max() < 0.6, (diff.mean(), diff.max())
+
+
+@pytest.mark.timeout(300)
 def test_corrupt_record_is_refused_by_the_ffcv_loader_and_verify(tmp_path, raw_beton, capsys):
     """A record damaged in the middle of the file (where the sidecar's fingerprint of the file's
     ends cannot see it) is a one-line DataError in the FFCV loader and in ``data info --verify``."""

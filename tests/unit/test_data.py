@@ -154,3 +154,34 @@ def test_unreadable_image_in_a_worker_is_one_clean_error(tmp_path):
         for _ in TorchvisionTrainLoader(r):
             pass
     assert "bad.png" in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_plain_view_is_a_centre_crop_resized_and_comes_last():
+    r = load_recipe(
+        {
+            "data": {
+                "image_size": 16,
+                "augment": {
+                    "preset": "mocov2",
+                    "flip_p": 0.0,
+                    "local_views": 1,
+                    "local_size": 8,
+                    "plain_views": 1,
+                    "plain_size": 24,
+                    "plain_crop": 0.75,
+                },
+            }
+        }
+    )
+    mv = MultiView(r.data, seed=0)
+    img = torch.from_numpy(DigitsSource("train", 32)[5][0]).permute(2, 0, 1)
+    views = mv(img, index=5, epoch=0)
+    assert [tuple(v.shape) for v in views] == [(3, 16, 16)] * 2 + [(3, 8, 8), (3, 24, 24)]
+    from torchvision.transforms import v2 as T
+
+    centre = img[:, 4:28, 4:28]  # 0.75 x 32 = 24 px square in the middle
+    ref = T.Normalize(r.data.mean, r.data.std)(
+        T.Resize((24, 24), antialias=True)(centre).to(torch.float32) / 255
+    )
+    torch.testing.assert_close(views[-1], ref, atol=1e-5, rtol=0)
+    assert torch.equal(mv(img, index=5, epoch=3)[-1], views[-1])  # no randomness without flip

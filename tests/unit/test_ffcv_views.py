@@ -184,7 +184,11 @@ def _one_view_reference(img, seed, v: ViewAug, mean, std):
     import cv2
 
     st = np.array([seed], np.uint64)
-    top, left, h, w = R.resized_crop_box(st, img.shape[0], img.shape[1], *v.scale, *v.ratio)
+    if v.centre > 0:  # a plain view: the centre square, no crop draws
+        h = w = max(1, int(v.centre * min(img.shape[:2])))
+        top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    else:
+        top, left, h, w = R.resized_crop_box(st, img.shape[0], img.shape[1], *v.scale, *v.ratio)
     u = lambda lo=0.0, hi=1.0: R.uniform(st, lo, hi)  # noqa: E731
     flip, jitter = u() < v.flip_p, u() < v.jitter_p
     order = np.empty(4, np.int64)
@@ -220,14 +224,15 @@ def test_multiview_kernel_equals_step_by_step_reference_and_ignores_threads():
         ViewAug(16, (0.2, 1.0), flip_p=0.5, jitter_p=0.8, jitter=(0.4, 0.4, 0.4, 0.1), grayscale_p=0.3,
                 blur_p=0.5, blur_kernel=3, solarize_p=0.3),
         ViewAug(8, (0.05, 0.3), flip_p=0.5, jitter_p=1.0, jitter=(0.4, 0.4, 0.0, 0.2)),
+        ViewAug(12, flip_p=0.5, centre=0.75),  # a plain view (OBoW's teacher input)
     ]  # fmt: skip
     mean, std = np.array([0.5, 0.4, 0.3]), np.array([0.2, 0.25, 0.3])
     params = param_table(views)
-    seeds = R.view_seeds(3, 1, np.array([10, 11, 12]), 2)
-    offsets = np.array([0, 3 * 3 * 16 * 16], np.int64)
+    seeds = R.view_seeds(3, 1, np.array([10, 11, 12]), 3)
+    offsets = np.array([0, 3 * 3 * 16 * 16, 3 * 3 * (16 * 16 + 8 * 8)], np.int64)
     outs = []
     for threads in (1, 2, 3):
-        out = np.full(3 * 3 * (16 * 16 + 8 * 8), np.nan, np.float32)
+        out = np.full(3 * 3 * (16 * 16 + 8 * 8 + 12 * 12), np.nan, np.float32)
         augment_views_batch(dec, hs, ws, seeds, params, offsets, mean, std, resize_address(), threads, out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])

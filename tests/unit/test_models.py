@@ -98,6 +98,9 @@ def test_global_bn_is_plain_bn_on_one_process():
     x = torch.randn(16, 4)
     assert torch.allclose(gbn(x), bn(x), atol=1e-6)
     assert torch.allclose(gbn.running_mean, bn.running_mean)
+    assert gbn.weight.requires_grad and gbn.bias.requires_grad
+    frozen = momentum_copy(torch.nn.Sequential(torch.nn.BatchNorm1d(4)))  # a teacher's BN stays frozen
+    assert not any(p.requires_grad for p in convert_sync_bn(frozen).parameters())
 
 
 def test_warmup_cosine_schedule():

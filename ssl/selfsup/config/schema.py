@@ -34,6 +34,10 @@ class AugmentConfig:
     local_size: int = 16  # side of the local (multi-crop) views in pixels
     # crop area range of the local views
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.14])
+    # plain views after the local ones: centre crop resized to plain_size, flip_p, no colour (OBoW's teacher)
+    plain_views: int = 0
+    plain_size: int | None = None  # side of the plain views in pixels (None: data.image_size)
+    plain_crop: float = 0.875  # centre square / short side of the plain views (224/256: CenterCrop 224)
 
 
 @dataclass
@@ -342,6 +346,11 @@ def validate_core(r: Recipe) -> None:
     if a.local_views:
         _at_least(a.local_size, 8, "data.augment.local_size", " pixels")
         _scale_range(a.local_scale, "data.augment.local_scale")
+    _at_least(a.plain_views, 0, "data.augment.plain_views")
+    if a.plain_views:
+        _at_least(a.plain_size, 8, "data.augment.plain_size", " pixels")
+        if not 0 < a.plain_crop <= 1:
+            raise ConfigError(f"data.augment.plain_crop: need 0 < plain_crop <= 1, got {a.plain_crop}")
 
     m = r.model
     _nonempty(m.backbone, "model.backbone", "model.backbone: resnet18")

@@ -48,6 +48,31 @@ def view_transform(aug, size: int, mean, std, scale=None) -> T.Compose:
     return T.Compose(ops)
 
 
+class CenterSquare:
+    """Crop the centre square of side ``int(ratio * short side)`` (FFCV's centre-crop geometry)."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        c = max(1, int(self.ratio * min(h, w)))
+        top, left = (h - c) // 2, (w - c) // 2
+        return img[..., top : top + c, left : left + c]
+
+
+def plain_transform(aug, size: int, mean, std, flip: bool = True) -> T.Compose:
+    """A plain view: centre square, resized to ``size``, flipped (``aug.flip_p``), normalised.
+
+    With ``plain_crop = 224 / 256`` this is "Resize(256), CenterCrop(224)" at any image size.
+    """
+    ops: list = [CenterSquare(aug.plain_crop), T.Resize((size, size), antialias=True)]
+    if flip and aug.flip_p > 0:
+        ops.append(T.RandomHorizontalFlip(aug.flip_p))
+    ops += [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
+    return T.Compose(ops)
+
+
 def eval_transform(size: int, mean, std) -> T.Compose:
     """Resize (when needed) and normalise; no randomness."""
     return T.Compose(
@@ -61,7 +86,7 @@ def eval_transform(size: int, mean, std) -> T.Compose:
 
 
 class MultiView:
-    """Global views (``data.views``) then local multi-crop views, each seeded per sample."""
+    """Global views (``data.views``), local multi-crop views, then plain views; seeded per sample."""
 
     def __init__(self, data_cfg, seed: int) -> None:
         aug = data_cfg.augment
@@ -73,6 +98,10 @@ class MultiView:
         self.transforms += [
             view_transform(aug, aug.local_size, data_cfg.mean, data_cfg.std, aug.local_scale)
             for _ in range(aug.local_views)
+        ]
+        plain = aug.plain_size or data_cfg.image_size
+        self.transforms += [
+            plain_transform(aug, plain, data_cfg.mean, data_cfg.std) for _ in range(aug.plain_views)
         ]
 
     def __call__(self, img: torch.Tensor, index: int, epoch: int) -> list[torch.Tensor]:

@@ -1,7 +1,7 @@
 """Multi-view SSL training loader on FFCV.
 
 Implements :class:`selfsup.data.base.TrainLoader` with the same batches as the torchvision
-loader: ``{"views": [B x 3 x H x W float32] * (views + local_views), "label", "index"}``.
+loader: ``{"views": [B x 3 x H x W float32] * (views + local_views + plain_views), "label", "index"}``.
 
 Pipeline (``pipeline="decode-once"``, the default): the stored ``image`` field goes through
 :class:`~selfsup.data.ffcv_ops.decode_once.DecodeOnce` (each JPEG decoded once per sample) and
@@ -123,6 +123,19 @@ def _view_pipeline(aug, size: int, scale: Sequence[float], mean, std) -> list:
     return pipe
 
 
+def _plain_pipeline(aug, size: int, mean, std) -> list:
+    """A plain view (:func:`selfsup.data.augment.plain_transform`): centre crop, flip, normalise."""
+    from ffcv.fields.rgb_image import CenterCropRGBImageDecoder
+    from ffcv.transforms import ToTensor
+
+    from . import ffcv_ops as ops
+
+    pipe: list = [CenterCropRGBImageDecoder((size, size), ratio=aug.plain_crop)]
+    if aug.flip_p > 0:
+        pipe.append(ops.RandomHorizontalFlip(aug.flip_p))
+    return pipe + [ops.NormalizeCHW(mean, std), ToTensor()]
+
+
 def view_sizes(data_cfg) -> list[tuple[int, tuple[float, float]]]:
     """(size, crop scale) of every view: ``data.views`` global views, then the local views."""
     aug = data_cfg.augment
@@ -131,8 +144,14 @@ def view_sizes(data_cfg) -> list[tuple[int, tuple[float, float]]]:
     return out
 
 
+def plain_size(data_cfg) -> int:
+    """Side of the plain views (``data.augment.plain_size``, by default ``data.image_size``)."""
+    return int(data_cfg.augment.plain_size or data_cfg.image_size)
+
+
 def view_specs(data_cfg) -> list:
-    """Every view's :class:`~selfsup.data.ffcv_ops.multiview.ViewAug` (the decode-once pipeline)."""
+    """Every view's :class:`~selfsup.data.ffcv_ops.multiview.ViewAug` (the decode-once pipeline):
+    the global and local views, then the plain views (centre crop and flip only)."""
     from .augment import blur_kernel
     from .ffcv_ops.multiview import ViewAug
 
@@ -151,6 +170,9 @@ def view_specs(data_cfg) -> list:
             solarize_p=float(aug.solarize_p),
         )
         for size, scale in view_sizes(data_cfg)
+    ] + [
+        ViewAug(size=plain_size(data_cfg), flip_p=float(aug.flip_p), centre=float(aug.plain_crop))
+        for _ in range(aug.plain_views)
     ]
 
 
@@ -256,7 +278,7 @@ class FFCVTrainLoader(TrainLoader):
         self.epoch, self.skip = 0, 0
         self.order = _shard_order_class()(self.rows, batch_size, rank, world_size, recipe.seed)
 
-        sizes = [size for size, _ in view_sizes(data)]
+        sizes = [size for size, _ in view_sizes(data)] + [plain_size(data)] * data.augment.plain_views
         _warn_small_images(beton, self.path, sizes)
         self.view_names: list[str] = []
         self.multiview = None
@@ -277,6 +299,11 @@ class FFCVTrainLoader(TrainLoader):
                 pipelines[name] = (
                     spec if v == 0 else PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
                 )
+                self.view_names.append(name)
+            for _ in range(data.augment.plain_views):  # after the global and local views
+                name = f"image_{len(self.view_names)}"
+                spec = _plain_pipeline(data.augment, plain_size(data), data.mean, data.std)
+                pipelines[name] = PipelineSpec("image", decoder=spec[0], transforms=spec[1:])
                 self.view_names.append(name)
         self.view_shapes = [(3, s, s) for s in sizes]
         pipelines["label"] = [IntDecoder(), ToTensor()]

@@ -106,9 +106,9 @@ class Trainer:
         attach_compat(model, recipe)
         self.loader = build_train_loader(recipe, self.acc.process_index, self.world, self.micro_batch)
         if self.world > 1 and _norm_mode(recipe, method_cls) == "syncbn":
-            frozen = {id(m) for m in model.frozen_modules()}
+            local = {id(m) for m in model.local_norm_modules()}
             for name, child in list(model.named_children()):
-                if id(child) not in frozen:
+                if id(child) not in local:
                     setattr(model, name, convert_sync_bn(child))
         self.global_batch = recipe.data.batch_size
         lr = peak_lr(recipe.optim, self.global_batch)
@@ -124,6 +124,7 @@ class Trainer:
         # The schedule is planned over the steps that will run: max_steps cuts the plan, not the
         # cosine halfway through.
         self.planned_steps = min(self.total_steps, recipe.train.max_steps or self.total_steps)
+        model.total_steps = self.planned_steps
         self.sched = WarmupCosine(
             opt,
             self.planned_steps,

@@ -29,6 +29,8 @@ class Method(nn.Module):
         self.feat_dim: int = self.backbone.num_features
         # Counts training steps; part of the state so resumed runs continue seeded streams exactly.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        # Optimizer steps of the whole run, set by the trainer before training (momentum schedules).
+        self.total_steps: int | None = None
         self.extra_terms = nn.ModuleList()
 
     def forward(self, batch: dict) -> dict:
@@ -52,6 +54,10 @@ class Method(nn.Module):
     def frozen_modules(self) -> list[nn.Module]:
         """Modules not trained by gradient (momentum encoders): kept out of sync-BN and optimizers."""
         return []
+
+    def local_norm_modules(self) -> list[nn.Module]:
+        """Child modules whose BatchNorm stays per process when ``model.norm`` is syncbn."""
+        return self.frozen_modules()
 
     def param_groups(self, weight_decay: float, exclude_bias_norm: bool = True) -> list[dict]:
         """Parameter groups; biases and norm weights get no weight decay (and no LARS scaling)."""

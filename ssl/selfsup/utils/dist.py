@@ -124,6 +124,10 @@ def convert_sync_bn(module: nn.Module) -> nn.Module:
             with torch.no_grad():
                 out.weight.copy_(module.weight)
                 out.bias.copy_(module.bias)
+            # A frozen BN (a momentum teacher's) stays frozen, as torch's converter keeps it: a
+            # trainable copy would be a parameter DDP waits for in vain.
+            out.weight.requires_grad_(module.weight.requires_grad)
+            out.bias.requires_grad_(module.bias.requires_grad)
         if module.track_running_stats:
             out.running_mean.copy_(module.running_mean)
             out.running_var.copy_(module.running_var)

@@ -42,7 +42,8 @@ SIZE, SC_LO, SC_HI, R_LO, R_HI, FLIP = 0, 1, 2, 3, 4, 5
 JIT_P, B_LO, B_HI, C_LO, C_HI, S_LO, S_HI, H_LO, H_HI = 6, 7, 8, 9, 10, 11, 12, 13, 14
 USE_B, USE_C, USE_S, USE_H = 15, 16, 17, 18
 GRAY_P, BLUR_P, BLUR_K, SIG_LO, SIG_HI, SOL_P, SOL_T = 19, 20, 21, 22, 23, 24, 25
-N_PARAMS = 26
+CENTRE = 26
+N_PARAMS = 27
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class ViewAug:
     """One view's augmentation, torchvision semantics (see the module docstring).
 
     A probability of 0 turns an op off; ``jitter`` is ``(brightness, contrast, saturation, hue)``
-    strengths as ``ColorJitter`` takes them; ``blur_kernel`` is the odd kernel side.
+    strengths as ``ColorJitter`` takes them; ``blur_kernel`` is the odd kernel side. ``centre``
+    > 0 replaces the random crop by the centre square of ``centre`` x the short side (a plain
+    view, :func:`selfsup.data.augment.plain_transform`).
     """
 
     size: int
@@ -65,6 +68,7 @@ class ViewAug:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
     solarize_threshold: int = 128
+    centre: float = 0.0
 
     def row(self) -> np.ndarray:
         """This view's row of the parameter table."""
@@ -87,6 +91,9 @@ class ViewAug:
         r[USE_B : USE_H + 1] = [float(v > 0) for v in self.jitter]
         r[GRAY_P], r[BLUR_P], r[BLUR_K] = self.grayscale_p, self.blur_p, self.blur_kernel
         (r[SIG_LO], r[SIG_HI]), r[SOL_P], r[SOL_T] = self.blur_sigma, self.solarize_p, self.solarize_threshold
+        if not 0 <= self.centre <= 1:
+            raise ValueError(f"centre crop ratio must be in [0, 1], got {self.centre}")
+        r[CENTRE] = self.centre
         return r
 
 
@@ -106,9 +113,14 @@ def augment_view(img, st, prm, resize_fn, rs, flat, tmp, row, ftmp, order, mean,
     """
     s = np.int64(prm[SIZE])
     n = s * s
-    top, left, ch, cw = resized_crop_box(
-        st, img.shape[0], img.shape[1], prm[SC_LO], prm[SC_HI], prm[R_LO], prm[R_HI]
-    )
+    if prm[CENTRE] > 0:  # plain view: no crop draws
+        ch = max(np.int64(1), np.int64(prm[CENTRE] * min(img.shape[0], img.shape[1])))
+        cw = ch
+        top, left = (img.shape[0] - ch) // 2, (img.shape[1] - cw) // 2
+    else:
+        top, left, ch, cw = resized_crop_box(
+            st, img.shape[0], img.shape[1], prm[SC_LO], prm[SC_HI], prm[R_LO], prm[R_HI]
+        )
     flip = uniform(st, 0.0, 1.0) < prm[FLIP]
     jitter = uniform(st, 0.0, 1.0) < prm[JIT_P]
     randperm4(st, order)
