@@ -10,7 +10,7 @@ interrupted ablation continues where it stopped, and two processes (one per meth
 two ``cpuslot`` slots) can train in parallel before one ``--methods moco simclr`` call writes the
 joint table from their runs.
 
-Variants: the baseline; ``hallucinator`` and ``ft`` with card defaults (FT from the first epoch,
+Variants: the baseline; ``hallucinator`` and ``ft`` with paper defaults (FT from the first epoch,
 which collapses on these digits, ``docs/methods/ft.md``); ``ft_gated``, FT that trains an epoch
 only after one whose view invariance reached 0.5 (``min_invariance``).
 
@@ -198,9 +198,9 @@ def write_doc(sections: list[str], args, doc: Path) -> str:
         "Linear-probe and kNN top-1 accuracy (%) on the 450 test digits, mean ± sample std over "
         f"seeds {', '.join(map(str, seeds))}. Recipe `recipes/ablations/positives.yaml`: ResNet-18 "
         f"(CIFAR stem, width 8) at 16 px, batch 32, {args.epochs_note}, one torch thread per run. "
-        "The variants add only `positives: [hallucinator]` (card defaults: r ~ U(0, 0.1), G "
+        "The variants add only `positives: [hallucinator]` (paper defaults: r ~ U(0, 0.1), G "
         "2d -> 2d -> d; official quirks on: duplicated keys enqueued for MoCo, same-image copies "
-        "as SimCLR negatives), `positives: [ft]` (card defaults: target posneg, α_pos 2.0, "
+        "as SimCLR negatives), `positives: [ft]` (paper defaults: target posneg, α_pos 2.0, "
         "α_neg 1.6, per-step λ, from epoch 1) or the same FT with `min_invariance: "
         f"{GATE}` (an epoch trains with FT only if the previous epoch's view invariance "
         "ρ = 1 − (1 − pos cos) / (1 − neg cos) reached it; `docs/methods/ft.md`). MoCo v2: K 1024, "

@@ -31,7 +31,7 @@ SIMCLR = "method={name: simclr, temperature: 0.2, proj_hidden: 256, proj_dim: 64
 # name -> (what it varies, overrides). Everything else is the recipe as committed.
 PROBES: dict[str, tuple[str, list[str]]] = {
     "base": ("MoCo v2, no FT", []),
-    "ft": ("FT, card defaults (posneg, per-step lambda, from epoch 1)", [FT]),
+    "ft": ("FT, paper defaults (posneg, per-step lambda, from epoch 1)", [FT]),
     "ft_pos": ("FT positive extrapolation only", ["positives=[{name: ft, target: pos}]"]),
     "ft_neg": ("FT negative interpolation only", ["positives=[{name: ft, target: neg}]"]),
     "ft_elem": ("FT per-element lambdas", ["positives=[{name: ft, per_element: both}]"]),
@@ -47,7 +47,7 @@ PROBES: dict[str, tuple[str, list[str]]] = {
     "ft_lr01": ("FT, lr 0.01", [FT, "optim.lr=0.01"]),
     "ft_lr02": ("FT, lr 0.2", [FT, "optim.lr=0.2"]),
     "ft_gate": ("FT gated on view invariance >= 0.5", ["positives=[{name: ft, min_invariance: 0.5}]"]),
-    "hal": ("Hallucinator, card defaults", ["positives=[{name: hallucinator}]"]),
+    "hal": ("Hallucinator, paper defaults", ["positives=[{name: hallucinator}]"]),
     "hal_clean": (
         "Hallucinator, each key enqueued once",
         ["positives=[{name: hallucinator, enqueue_duplicates: false}]"],
@@ -57,7 +57,7 @@ PROBES: dict[str, tuple[str, list[str]]] = {
         ["positives=[{name: hallucinator, r_max: 0.0}]"],
     ),
     "simclr": ("SimCLR, no FT", [SIMCLR]),
-    "simclr_ft": ("SimCLR + FT, card defaults", [SIMCLR, FT]),
+    "simclr_ft": ("SimCLR + FT, paper defaults", [SIMCLR, FT]),
     "simclr_ft_start1": ("SimCLR + FT from epoch 2", [SIMCLR, "positives=[{name: ft, start_epoch: 1}]"]),
     "simclr_ft_start4": ("SimCLR + FT from epoch 5", [SIMCLR, "positives=[{name: ft, start_epoch: 4}]"]),
     "simclr_ft_gate": (

@@ -56,7 +56,7 @@ def beta_draw(alpha: float) -> float:
     return float(torch.distributions.Beta(a, a).sample())
 
 
-def test_card_numbers_of_the_closed_form():
+def test_paper_numbers_of_the_closed_form():
     assert extrapolated_positive_score(0.8825, 1.2) == pytest.approx(0.826, abs=5e-4)
     assert extrapolated_positive_score(0.8825, 1.5) == pytest.approx(0.706, abs=5e-4)
 

@@ -62,7 +62,7 @@ def reference_mlp(g: Hallucinator, inp: torch.Tensor) -> torch.Tensor:
     return F.linear(h, l3.weight, l3.bias)
 
 
-def test_generator_output_equals_card_formula():
+def test_generator_output_equals_paper_formula():
     torch.manual_seed(1)
     g = Hallucinator(dim=6, r_max=0.1)
     x, a = torch.randn(5, 6), torch.randn(5, 6)

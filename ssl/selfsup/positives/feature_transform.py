@@ -11,13 +11,13 @@ FT is parameter-free. It acts on the L2-normalised embeddings just before scorin
 
       q_hat = lam_ex q + (1 - lam_ex) k,   k_hat = lam_ex k + (1 - lam_ex) q
 
-  ``k_hat`` is built from ``q``, so gradient flows into ``q`` through BOTH ``q_hat`` and ``k_hat``
-  (card, pitfall 3): ``d<q_hat, k_hat>/dq = lam k_hat + (1 - lam) q_hat``. For unit q, k with
+  ``k_hat`` is built from ``q``, so gradient flows into ``q`` through BOTH ``q_hat`` and ``k_hat``:
+  ``d<q_hat, k_hat>/dq = lam k_hat + (1 - lam) q_hat``. For unit q, k with
   cosine c the positive score becomes ``(lam^2 + (1 - lam)^2) c + 2 lam (1 - lam)`` (< c);
 - negative interpolation, ``lam_in = Beta(neg_alpha, neg_alpha)`` in (0, 1), mixing every
   negative with a random permutation of the negatives: ``n_hat = lam_in n + (1 - lam_in) n[perm]``.
   In MoCo the negatives are a COPY of the queue; the stored queue is never modified and always
-  receives the un-mixed keys (the official DDP behaviour, card pitfall 2).
+  receives the un-mixed keys (the official DDP behaviour).
 
 No re-normalisation after mixing (``postmix_norm: false``, the README runs), so the scores are dot
 products of non-unit vectors; ``selfsup.losses.contrastive.info_nce`` does not re-normalise either.
@@ -190,7 +190,7 @@ class FeatureTransform(nn.Module):
 
 
 def extrapolated_positive_score(c: float, lam: float) -> float:
-    """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c`` (card, Sec. 2).
+    """Closed form of ``<q_hat, k_hat>`` for unit ``q, k`` with cosine ``c``.
 
     Equals ``1 - s (1 - c)`` with ``s = lam^2 + (1 - lam)^2``: the pair's distance times ``s``.
     """

@@ -34,7 +34,7 @@ Unlike the official code the dimensions are derived from the model (MoCo/SimCLR:
 embedding is wider than the official code's: SimSiam at the paper's 2048 dims would otherwise get
 a 4096-wide generator of 42M parameters (more than a ResNet-50); capped it has 7.3M (official:
 2.6M at 512 dims). The MoCo queue is written modulo its size, so ``K`` need not be
-divisible by ``2 * batch`` (card, pitfall 3).
+divisible by ``2 * batch``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class HallucinatorConfig:
     """Recipe options of ``positives: [{name: hallucinator, ...}]``."""
 
     name: str = "hallucinator"
-    r_max: float = 0.1  # r ~ U(0, r_max), one draw per step (card: 0.1)
+    r_max: float = 0.1  # r ~ U(0, r_max), one draw per step (paper: 0.1)
     dim: int | None = None  # None: the model's embedding width; set it to assert that width
     hidden: int | None = None  # MLP hidden width; None: min(2 * dim, 1024) (the official 256 / 1024)
     enqueue_duplicates: bool = True  # MoCo: enqueue [k; k] (official) or k once (False, clean)
@@ -87,7 +87,7 @@ class Hallucinator(nn.Module):
         super().__init__()
         hidden = hidden or 2 * dim
         self.dim, self.r_max = dim, float(r_max)
-        # No BatchNorm and no output activation (card): G must not renormalise the embeddings.
+        # No BatchNorm and no output activation (paper): G must not renormalise the embeddings.
         self.mlp = nn.Sequential(
             nn.Linear(2 * dim, hidden),
             nn.ReLU(inplace=True),
@@ -138,7 +138,7 @@ def same_sample_mask(ids_anchor: torch.Tensor, ids_cand: torch.Tensor, pos_idx: 
     return mask
 
 
-# The width the Hallucinator works in, per method (card, "Where it plugs in").
+# The width the Hallucinator works in, per method.
 HALLUCINATOR_DIM = {
     "moco": ("method.dim", "projector output"),
     "simclr": ("method.proj_dim", "projector output"),

@@ -1,6 +1,6 @@
 """The small hooks the methods call: positive generators, contrastive scores and their statistics.
 
-A method owns its encoders and calls one function here at the point the generators' cards name.
+A method owns its encoders and calls one function here at the point each generator's paper names.
 Generators are found as submodules (``method.hallucinator``, ``method.feature_transform``, attached
 by :func:`selfsup.positives.attach.attach_positives`); with none attached every hook computes
 exactly what the method computed before (same operations, same order), plus score statistics.
@@ -131,7 +131,7 @@ def simclr_loss(
     n = z1.shape[0]
     copies = 1
     if hal is not None:
-        z1 = hal(z1, z2)  # [2N, d]; gradient flows into z2 through the anchor (card)
+        z1 = hal(z1, z2)  # [2N, d]; gradient flows into z2 through the anchor (paper)
         z2 = torch.cat([z2, z2], 0)
         copies = 2
     f1, f2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
@@ -178,7 +178,7 @@ def simclr_loss(
 def simsiam_hallucinate(
     method, p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SimSiam with the Hallucinator (card, Sec. 2); identity when none is attached.
+    """SimSiam with the Hallucinator; identity when none is attached.
 
     Args:
         p1, p2: ``[N, d]`` predictions of the two views; z1, z2: ``[N, d]`` projections.

@@ -4,7 +4,7 @@ What the FT paper tracks (Zhu et al., ICCV 2021, arXiv 2108.02982, Sec. 3 and th
 ``mem_moco.py``): per anchor ``i``, on the vectors actually scored (after FT, before dividing by
 the temperature), ``mean_j neg_ij``, ``var_j neg_ij``, ``pos_i``, ``mean_j exp(neg_ij / T)`` and
 ``exp(pos_i / T)``; reduced over the batch as means (plus the variance of ``pos_i``). With FT on
-these are not cosines (card, pitfall 8), so the per-epoch histograms are of the TRUE cosines
+these are not cosines, so the per-epoch histograms are of the TRUE cosines
 (before FT), which are the same quantity for every run and can be overlaid.
 
 Everything is computed from scores the loss already needs (no extra forward). The only extra work
