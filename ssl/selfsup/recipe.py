@@ -95,15 +95,34 @@ def _check_data_and_model(recipe: Recipe) -> None:
     check_backbone(recipe.model.backbone)
 
 
+SHIPPED = Path(__file__).resolve().parent / "recipes"
+
+
+def shipped_recipe(source: str | Path) -> Path:
+    """``source`` itself, or, when it does not exist and reads ``recipes/...``, the recipe of that
+    name shipped inside the package: ``selfsup pretrain recipes/cifar10/simclr.yaml`` works from
+    any directory after ``pip install``."""
+    path = Path(source)
+    parts = path.parts
+    if not path.exists() and len(parts) > 1 and parts[0] == "recipes" and not path.is_absolute():
+        candidate = SHIPPED.joinpath(*parts[1:])
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> Recipe:
-    """Load a recipe from a YAML path (or a dict) and apply ``--set`` overrides."""
+    """Load a recipe from a YAML path (or a dict) and apply ``--set`` overrides.
+
+    A path ``recipes/...`` that does not exist relative to the working directory names a recipe
+    shipped with the package (:func:`shipped_recipe`)."""
     if isinstance(source, dict):
         tree = yaml.safe_load(yaml.safe_dump(source))  # deep copy of plain data
     else:
-        tree = read_yaml(source)
+        tree = read_yaml(shipped_recipe(source))
     for key, value in parse_overrides(overrides):
         set_path(tree, key, value)
     return resolve(tree)
 
 
-__all__ = ["dump_recipe", "load_recipe", "resolve"]
+__all__ = ["SHIPPED", "dump_recipe", "load_recipe", "resolve", "shipped_recipe"]

@@ -35,13 +35,11 @@ def run(args) -> int:
 
 
 def demo_recipe_path():
-    from pathlib import Path
-
+    """The demo recipe shipped inside the package (``selfsup/recipes/demo.yaml``), from any directory."""
     from ..errors import UserError
+    from ..recipe import SHIPPED
 
-    here = Path(__file__).resolve()
-    for root in [Path.cwd(), *here.parents]:
-        cand = root / "recipes" / "demo.yaml"
-        if cand.is_file():
-            return cand
-    raise UserError("recipes/demo.yaml not found; run from the selfsup checkout or pass --recipe")
+    shipped = SHIPPED / "demo.yaml"
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"the demo recipe is missing from the installed package ({shipped}); reinstall selfsup")
