@@ -80,7 +80,7 @@ def test_first_step_falls_back_to_eager_with_the_state_before_the_step(capsys):
 
 
 def test_bad_channels_last_value_is_a_config_error():
-    from selfsup.config.schema import validate_core
+    from selfsup.config import validate_core
     from selfsup.errors import ConfigError
 
     with pytest.raises(ConfigError, match="channels_last"):

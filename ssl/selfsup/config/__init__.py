@@ -31,8 +31,8 @@ from .schema import (
     TrainConfig,
     apply_preset,
     split_batch,
-    validate_core,
 )
+from .validate import validate_core
 
 __all__ = [
     "AUGMENT_PRESETS",

@@ -34,6 +34,10 @@ permutation (:func:`selfsup.data.sharding.epoch_permutation` of ``(seed, epoch)`
 Non-jitted stages (the ``ffcv_ops`` operations) run precompiled, cached numba kernels and nothing
 jitted follows them, so FFCV's graph builder cannot hit issue #396 (a jitted op after a
 non-jitted one hangs it), and only the decoders are compiled when a run starts.
+
+At about 440 lines this module is longer than most because it holds both pipelines (decode-once and
+the per-view one kept for the benchmark) over one sharding and batch assembly; the kernels
+themselves live in :mod:`selfsup.data.ffcv_ops`.
 """
 
 from __future__ import annotations

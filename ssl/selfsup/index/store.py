@@ -25,6 +25,11 @@ upgrade given the identity of the data it embeds refuses other data, so every sl
 describing its own item. Dimensions: the index keeps the dimension of the model
 that built it; a compatible newer model with more dimensions is truncated to that sub-space and
 re-normalised (BT² and OCA put the old-compatible sub-space first), a smaller one is refused.
+
+At about 450 lines this module is longer than most: build, query, upgrade and info share the
+compatibility check, the feature preparation and the commit sequence, which are one protocol and
+read best in one place (the on-disk parts already live in ``generations``, ``manifest`` and
+``identity``).
 """
 
 from __future__ import annotations
