@@ -178,7 +178,7 @@ def write_run_report(run_dir: str | Path) -> Path:
         keys = keys or sorted({k for r in rows.values() for k in r})[:8]
         sentence = baseline_sentence(metrics) if len(rows) > 1 else None
         table = metrics_table(rows, keys)
-        sections.append(("Evaluation", table + (f"\n\n{sentence}" if sentence else "")))
+        sections.append(("Evaluation", table.rstrip("\n") + (f"\n\n{sentence}" if sentence else "")))
     compat = _compat_section(metrics)
     if compat:
         method = (config.get("compat") or {}).get("name", "")
