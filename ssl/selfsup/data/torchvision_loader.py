@@ -44,29 +44,27 @@ def _collate(items):
     }
 
 
-class TorchvisionTrainLoader(TrainLoader):
-    """Multi-view loader on a torch ``DataLoader`` with per-sample seeded augmentations."""
+class ShardedDataLoader(TrainLoader):
+    """A ``TrainLoader`` over a torch ``DataLoader``: sharded, seeded batches of ``dataset`` items.
+
+    ``dataset[(position, epoch)]`` gives one item; :class:`ShardedBatchSampler` picks this rank's
+    positions of each global batch. Subclasses build the dataset (multi-view images, view pairs).
+    """
 
     name = "torchvision"
 
-    def __init__(
-        self,
-        recipe,
-        rank: int = 0,
-        world_size: int = 1,
-        source: Source | None = None,
-        batch_size: int | None = None,
+    def _start(
+        self, dataset, n: int, collate, recipe, rank: int, world_size: int, batch_size: int | None
     ) -> None:
-        self.source = source if source is not None else build_source(recipe.data, "train")
         batch_size = batch_size or per_process_batch(recipe.data.batch_size, world_size)
-        self.sampler = ShardedBatchSampler(len(self.source), batch_size, rank, world_size, recipe.seed)
-        self.dataset = MultiViewDataset(self.source, recipe.data, recipe.seed)
+        self.sampler = ShardedBatchSampler(n, batch_size, rank, world_size, recipe.seed)
+        self.dataset = dataset
         workers = recipe.data.num_workers
         self.loader = DataLoader(
-            self.dataset,
+            dataset,
             batch_sampler=self.sampler,
             num_workers=workers,
-            collate_fn=_collate,
+            collate_fn=collate,
             persistent_workers=False,
             prefetch_factor=4 if workers > 0 else None,
         )
@@ -82,6 +80,22 @@ class TorchvisionTrainLoader(TrainLoader):
             yield from self.loader
         except UserError as e:
             raise _unwrap_worker_error(e) from None
+
+
+class TorchvisionTrainLoader(ShardedDataLoader):
+    """Multi-view loader on a torch ``DataLoader`` with per-sample seeded augmentations."""
+
+    def __init__(
+        self,
+        recipe,
+        rank: int = 0,
+        world_size: int = 1,
+        source: Source | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.source = source if source is not None else build_source(recipe.data, "train")
+        dataset = MultiViewDataset(self.source, recipe.data, recipe.seed)
+        self._start(dataset, len(self.source), _collate, recipe, rank, world_size, batch_size)
 
 
 def _unwrap_worker_error(e: UserError) -> UserError:

@@ -6,17 +6,13 @@ objects) and the same view draws as the FFCV pair loader (:func:`~selfsup.data.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..errors import UserError
 from .augment import eval_transform
-from .base import TrainLoader
 from .pairs import PairObjects, pair_targets, pair_views
-from .sharding import ShardedBatchSampler, per_process_batch
+from .torchvision_loader import ShardedDataLoader
 
 
 class PairDataset(Dataset):
@@ -60,34 +56,10 @@ def _collate(items: list[dict]) -> dict:
     return batch
 
 
-class TorchvisionPairLoader(TrainLoader):
+class TorchvisionPairLoader(ShardedDataLoader):
     """Pairs on a torch ``DataLoader`` (see :mod:`selfsup.data.pairs` for the batch format)."""
-
-    name = "torchvision"
 
     def __init__(self, recipe, rank: int = 0, world_size: int = 1, batch_size: int | None = None) -> None:
         self.objects = PairObjects(recipe.data)
-        batch_size = batch_size or per_process_batch(recipe.data.batch_size, world_size)
-        self.sampler = ShardedBatchSampler(len(self.objects), batch_size, rank, world_size, recipe.seed)
-        self.dataset = PairDataset(self.objects, recipe.data, recipe.seed)
-        workers = recipe.data.num_workers
-        self.loader = DataLoader(
-            self.dataset,
-            batch_sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=_collate,
-            prefetch_factor=4 if workers > 0 else None,
-        )
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        self.sampler.set_epoch(epoch, skip_batches)
-
-    def __iter__(self) -> Iterator[dict]:
-        try:
-            yield from self.loader
-        except UserError as e:
-            text = str(e)  # a worker's error arrives with its traceback in the text: keep the message
-            raise type(e)(text.rsplit(f"{type(e).__name__}: ", 1)[-1]) from None
+        dataset = PairDataset(self.objects, recipe.data, recipe.seed)
+        self._start(dataset, len(self.objects), _collate, recipe, rank, world_size, batch_size)
