@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig, EquivarianceEvalConfig, to_dict
+from ..config import DataConfig, EquivarianceEvalConfig
 from ..errors import CheckpointError, UserError
 
 LATENT_SOURCES = ("render3d", "3diebench")
@@ -84,24 +82,14 @@ def view_features(
     """Features and latents of every view of every object of ``split`` (train or val), cached."""
     from ..data.embed import extract_features
     from ..data.iebench import IEBenchSource
+    from .features import cache_file, read_cached
 
     root = iebench_root(data_cfg)
-    key = json.dumps(
-        {"fp": info.get("fingerprint"), "data": to_dict(data_cfg), "split": split, "kind": "all-views"},
-        sort_keys=True,
-    )
-    path = (
-        cache_dir / f"views-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-        if cache_dir
-        else None
-    )
-    if path is not None and path.exists():
-        try:
-            with np.load(path) as z:
-                return ViewFeatures(z["feats"], z["latents"], z["labels"])
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
     src = IEBenchSource(root, split, image_size=data_cfg.image_size, view="all")
+    path = cache_file(cache_dir, f"views-{split}", info, data_cfg, split, src, kind="all-views")
+    cached = read_cached(path, "feats", "latents", "labels")
+    if cached is not None:
+        return ViewFeatures(*cached)
     n, v = len(src.index), src.index.num_views
     if v < 2:
         raise UserError(f"'{root}' has {v} view per object; the equivariance evaluation needs at least 2")

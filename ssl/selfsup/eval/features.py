@@ -49,6 +49,31 @@ def content_fingerprint(source, samples: int = 16) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_file(
+    cache_dir: Path | None, prefix: str, info: dict, data_cfg: DataConfig, split: str, source, **extra
+) -> Path | None:
+    """``cache_dir/<prefix>-<hash>.npz``: the hash covers the model (fingerprint), the data spec,
+    the split, the data's content (:func:`content_fingerprint`) and ``extra``; None without a dir."""
+    if cache_dir is None:
+        return None
+    key = {"fp": info.get("fingerprint"), "data": _plain(data_cfg), "split": split, **extra}
+    key["content"] = content_fingerprint(source)
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{prefix}-{h}.npz"
+
+
+def read_cached(path: Path | None, *names: str) -> tuple | None:
+    """The arrays ``names`` of a cache file, or None (a damaged file is deleted: it is rebuilt)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return tuple(z[n] for n in names)
+    except (OSError, ValueError, KeyError):
+        path.unlink(missing_ok=True)
+        return None
+
+
 def cached_features(
     encoder: torch.nn.Module,
     info: dict,
@@ -62,23 +87,10 @@ def cached_features(
     from ..data.catalog import build_source
 
     source = build_source(data_cfg, split)
-    key = json.dumps(
-        {
-            "fp": info.get("fingerprint"),
-            "data": _plain(data_cfg),
-            "split": split,
-            "content": content_fingerprint(source),
-        },
-        sort_keys=True,
-    )
-    h = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir / f"{split}-{h}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        try:
-            with np.load(path) as z:
-                return z["feats"], z["labels"]
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
+    path = cache_file(cache_dir, split, info, data_cfg, split, source)
+    cached = read_cached(path, "feats", "labels")
+    if cached is not None:
+        return cached
     feats, labels = extract_features(
         encoder, source, data_cfg, batch_size, progress, desc=f"features/{split}"
     )
