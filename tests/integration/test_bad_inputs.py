@@ -3,7 +3,7 @@
 A table of bad commands across recipes, run directories, checkpoints, evaluation, data, the
 gallery index, plotting, compatible training, benchmarks and the launcher. Each case runs in
 process through ``selfsup.cli.main(argv)`` (a subprocess costs seconds of imports per case; the
-few behaviours only a real process shows are in ``test_pretrain_cli`` and ``tests/dist``), against
+few behaviours only a real process shows are in ``test_pretrain_cli`` and ``tests/distributed``), against
 shared fixtures built once: a tiny trained run (MoCo v1, digits classes 0-4), a gallery index
 built from it (226 items), a ``.beton`` and a damaged copy, feature files, damaged checkpoints,
 histories and index folders. Every file under the workspace is snapshotted (size, mtime, mode)

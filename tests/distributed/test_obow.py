@@ -1,6 +1,6 @@
 """OBoW under ``accelerate launch``: 2 processes equal 1, and a few steps lower the loss.
 
-Reuses the launch-and-compare helpers of :mod:`tests.dist.test_equivalence`. What must hold for
+Reuses the launch-and-compare helpers of :mod:`tests.distributed.test_equivalence`. What must hold for
 the runs to match: vocabulary rows gathered in rank order, the random enqueue locations drawn for
 the global batch, ``mu`` from the all-reduced mean distance, student and teacher BN over the global
 batch, and the queue's divisibility checked against the global batch.
