@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plots import _plt
+from .plots import _plt, save_figure
 
 
 def retrieval_grid(items: list[dict], path: str | Path) -> Path:
@@ -34,10 +34,4 @@ def retrieval_grid(items: list[dict], path: str | Path) -> Path:
         "SIE predictor: query view, top-ranked views of the object, true target (green = hit)", fontsize=9
     )
     fig.tight_layout()
-    from ..utils.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

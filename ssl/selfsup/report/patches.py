@@ -13,7 +13,7 @@ def plot_patch_grid(
     """Draw ``rows[i][j]`` (HxWx3 floats in [0, 1]) in a grid; ``labels[i]`` names row ``i``."""
     if not rows or not any(rows):
         return None
-    from .plots import _plt
+    from .plots import _plt, save_figure
 
     plt = _plt()
     cols = max(len(r) for r in rows)
@@ -33,10 +33,4 @@ def plot_patch_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    from ..utils.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -15,6 +15,19 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it."""
+    from ..utils.io import atomic_path
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        _plt().close(fig)
+    return path
+
+
 def plot_curves(
     history: list[dict], path: str | Path, keys: list[str] | None = None, title: str = ""
 ) -> Path | None:
@@ -48,13 +61,7 @@ def plot_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    from ..utils.io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_run_curves(run_dir: str | Path) -> Path | None:

@@ -116,7 +116,7 @@ def plot_scores(
     """
     import numpy as np
 
-    from .plots import _plt
+    from .plots import _plt, save_figure
 
     run_dirs = [Path(r) for r in run_dirs]
     data = [load_scores(r) for r in run_dirs]
@@ -244,10 +244,4 @@ def plot_scores(
         )
     fig.suptitle("\n".join(lines), fontsize=10, color=title_color)
     fig.tight_layout()
-    from ..utils.io import atomic_path
-
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)
